@@ -1,0 +1,28 @@
+"""Install srcomp_plugin: ``pip install -e '.[test]'`` (see README.md)."""
+from setuptools import find_packages, setup
+
+setup(
+    name='srcomp_plugin',
+    version='0.1.0',
+    description='Compress deep super-resolution models (EDSRmini, SwinIRmini) as a BasicSR plugin',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['srcomp_plugin', 'srcomp_plugin.*']),
+    python_requires='>=3.9',
+    install_requires=[
+        'torch',
+        'torchvision',
+        'basicsr>=1.4.2',
+        'lmdb',
+        'opencv-python',
+        'numpy',
+        'pyyaml',
+        'tb-nightly',
+        'matplotlib',
+    ],
+    extras_require={
+        'test': ['pytest'],
+        'onnx': ['onnx', 'onnxruntime'],
+    },
+    entry_points={'console_scripts': ['srcomp=srcomp_plugin.cli:main']},
+)

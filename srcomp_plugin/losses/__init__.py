@@ -1,0 +1,1 @@
+"""Losses registered into BasicSR's ``LOSS_REGISTRY`` on import."""

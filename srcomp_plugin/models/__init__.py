@@ -1,0 +1,1 @@
+"""Models registered into BasicSR's ``MODEL_REGISTRY`` on import."""

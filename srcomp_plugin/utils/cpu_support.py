@@ -1,0 +1,103 @@
+"""CPU fallbacks for the three places where BasicSR 1.4.2 assumes CUDA.
+
+BasicSR's training loop is used unchanged; only these functions are replaced, and each
+replacement defers to BasicSR's original whenever CUDA is available, so GPU runs keep
+BasicSR's own behaviour (nccl, one device per rank, resume states mapped to the GPU):
+
+* ``basicsr.utils.options.init_dist`` calls ``torch.cuda.set_device`` and defaults to
+  nccl. Without CUDA we initialise the gloo backend instead (torchrun and slurm).
+* ``BaseModel.model_to_device`` wraps networks in ``DistributedDataParallel`` with
+  ``device_ids=[torch.cuda.current_device()]``. On CPU, DDP must get no device ids.
+* ``basicsr.train.load_resume_state`` maps the resume state with
+  ``torch.cuda.current_device()``. On CPU we load it onto the CPU.
+
+The patches are installed by ``import srcomp_plugin``; nothing in site-packages changes.
+"""
+import os
+import subprocess
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+_installed = False
+
+
+def _init_dist_cpu(launcher, backend='gloo', **kwargs):
+    """Initialise a gloo process group for torchrun (``pytorch``) or slurm launchers."""
+    if launcher == 'pytorch':
+        dist.init_process_group(backend='gloo', **kwargs)
+    elif launcher == 'slurm':
+        port = kwargs.pop('port', None)
+        os.environ.setdefault('MASTER_PORT', str(port or 29500))
+        if 'MASTER_ADDR' not in os.environ:
+            node_list = os.environ['SLURM_NODELIST']
+            os.environ['MASTER_ADDR'] = subprocess.getoutput(f'scontrol show hostname {node_list} | head -n1')
+        os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
+        os.environ['RANK'] = os.environ['SLURM_PROCID']
+        os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
+        dist.init_process_group(backend='gloo')
+    else:
+        raise ValueError(f'Invalid launcher type: {launcher!r}; use "pytorch" (torchrun) or "slurm".')
+
+
+def load_resume_state_cpu(opt):
+    """BasicSR's ``load_resume_state`` with the state mapped to the CPU.
+
+    Same file choice as BasicSR (``--auto_resume``: the highest ``N.state`` under
+    ``experiments/<name>/training_states``; otherwise ``path.resume_state``).
+    """
+    from basicsr.utils import check_resume, scandir
+
+    state_path = None
+    if opt['auto_resume']:
+        state_dir = os.path.join('experiments', opt['name'], 'training_states')
+        if os.path.isdir(state_dir):
+            iters = [int(v.split('.state')[0]) for v in scandir(state_dir, suffix='.state')]
+            if iters:
+                state_path = os.path.join(state_dir, f'{max(iters)}.state')
+                opt['path']['resume_state'] = state_path
+    else:
+        state_path = opt['path'].get('resume_state')
+    if state_path is None:
+        return None
+    resume_state = torch.load(state_path, map_location='cpu', weights_only=False)
+    check_resume(opt, resume_state['iter'])
+    return resume_state
+
+
+def install():
+    """Install the CPU fallbacks into BasicSR's modules (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    import basicsr.train as bsr_train
+    import basicsr.utils.options as bsr_options
+    from basicsr.models.base_model import BaseModel
+
+    cuda_init_dist = bsr_options.init_dist
+
+    def init_dist(launcher, backend='nccl', **kwargs):
+        if torch.cuda.is_available():
+            return cuda_init_dist(launcher, backend, **kwargs)
+        return _init_dist_cpu(launcher, **kwargs)
+
+    cuda_model_to_device = BaseModel.model_to_device
+
+    def model_to_device(self, net):
+        if self.opt['dist'] and self.device.type == 'cpu':
+            find_unused = self.opt.get('find_unused_parameters', False)
+            return DistributedDataParallel(net.to(self.device), find_unused_parameters=find_unused)
+        return cuda_model_to_device(self, net)
+
+    cuda_load_resume_state = bsr_train.load_resume_state
+
+    def load_resume_state(opt):
+        if torch.cuda.is_available():
+            return cuda_load_resume_state(opt)
+        return load_resume_state_cpu(opt)
+
+    bsr_options.init_dist = init_dist
+    BaseModel.model_to_device = model_to_device
+    bsr_train.load_resume_state = load_resume_state
+    _installed = True
