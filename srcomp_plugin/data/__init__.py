@@ -1,0 +1,1 @@
+"""Dataset preparation and datasets registered into BasicSR's ``DATASET_REGISTRY``."""
