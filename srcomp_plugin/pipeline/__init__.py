@@ -1,0 +1,1 @@
+"""The whole workflow (prune -> compress -> distill -> test), the demo and the report."""

@@ -1,0 +1,137 @@
+"""Run the method's stages in order, each through BasicSR's own pipelines.
+
+Training and testing run in child processes (``python -m srcomp_plugin.train``/``.test``,
+or ``torchrun`` when ``launcher.nproc_per_node`` > 1), exactly the commands a user would
+type, so every stage can be rerun by hand from the option files written to
+``experiments/<name>/options/``. Completion is read from BasicSR's own outputs:
+
+* prune/distill are done when ``experiments/<name>_<stage>/models/net_g_latest.pth``
+  exists (BasicSR writes it at the end of training); an experiment folder without it is
+  an interrupted run and is resumed with ``--auto_resume``;
+* compress is done when ``options/distill.yml`` exists;
+* test is done when ``results/<name>_test`` holds a test log with metric lines.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from . import stage_options as so
+
+STAGES = ('prune', 'compress', 'distill', 'test')
+
+
+class StageFailed(RuntimeError):
+    """A stage's child process failed; the message says which command to rerun."""
+
+
+class Pipeline:
+    """The four stages of one pipeline option dict, rooted at ``root`` (the cwd by default)."""
+
+    def __init__(self, pipe, root='.', log=print):
+        so.check_pipeline_options(pipe)
+        self.pipe = pipe
+        self.name = pipe['name']
+        self.root = Path(root).resolve()
+        self.home = self.root / 'experiments' / self.name
+        self.options_dir = self.home / 'options'
+        self.log = log
+
+    # ------------------------------------------------------------------ locations
+    def experiment(self, stage):
+        return self.root / 'experiments' / f'{self.name}_{stage}'
+
+    def final_checkpoint(self, stage):
+        return self.experiment(stage) / 'models' / 'net_g_latest.pth'
+
+    def option_file(self, stage):
+        return self.options_dir / f'{stage}.yml'
+
+    def results_dir(self):
+        return self.root / 'results' / f'{self.name}_test'
+
+    def is_done(self, stage):
+        if stage in ('prune', 'distill'):
+            return self.final_checkpoint(stage).is_file()
+        if stage == 'compress':
+            return self.option_file('distill').is_file()
+        logs = sorted(self.results_dir().glob('test_*.log'))
+        return bool(logs) and '# psnr:' in logs[-1].read_text(errors='replace')
+
+    # ------------------------------------------------------------------ running
+    def run(self, stages=STAGES):
+        unknown = [s for s in stages if s not in STAGES]
+        if unknown:
+            raise so.PipelineOptionError(f'--stages: unknown stage(s) {unknown}; choose from {list(STAGES)}')
+        self.options_dir.mkdir(parents=True, exist_ok=True)
+        so.save_yaml(self.home / 'pipeline.yml', self.pipe)
+        for stage in STAGES:
+            if stage not in stages:
+                continue
+            if self.is_done(stage):
+                self.log(f'[srcomp pipeline] {stage}: already done, skipped')
+                continue
+            self.log(f'[srcomp pipeline] {stage}: starting')
+            getattr(self, f'_run_{stage}')()
+            self.log(f'[srcomp pipeline] {stage}: done')
+        return self
+
+    def _train(self, stage, opt):
+        path = self.option_file(stage)
+        so.save_yaml(path, opt)
+        args = ['-opt', str(path)]
+        if self.experiment(stage).is_dir():
+            self.log(f'[srcomp pipeline] {stage}: unfinished experiment found, resuming (--auto_resume)')
+            args.append('--auto_resume')
+        nproc = int((self.pipe.get('launcher') or {}).get('nproc_per_node', 1))
+        if nproc > 1:
+            cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', '-m',
+                   'srcomp_plugin.train', *args, '--launcher', 'pytorch']
+        else:
+            cmd = [sys.executable, '-m', 'srcomp_plugin.train', *args]
+        self._call(stage, cmd)
+
+    def _call(self, stage, cmd):
+        proc = subprocess.run(cmd, cwd=self.root)
+        if proc.returncode != 0:
+            raise StageFailed(f'stage {stage} failed (exit {proc.returncode}); rerun `srcomp pipeline` to resume, '
+                              f'or run by hand: {" ".join(cmd)}')
+
+    def _run_prune(self):
+        self._train('prune', so.prune_options(self.pipe))
+
+    def _run_compress(self):
+        from ..compress.cli import main as compress_main
+
+        if not self.final_checkpoint('prune').is_file():
+            raise StageFailed(f'compress needs the pruned model {self.final_checkpoint("prune")}: run stage prune')
+        cfg = dict(self.pipe.get('compress') or {})
+        generated = self.options_dir / 'distill_generated.yml'
+        args = ['-opt', str(self.option_file('prune')), '--checkpoint', str(self.final_checkpoint('prune')),
+                '--out', str(generated), '--depth-keep', str(cfg.get('depth_keep', 0.5)),
+                '--init', str(cfg.get('init', 'scratch'))]
+        if cfg.get('ratio') is not None:
+            args += ['--ratio', str(cfg['ratio'])]
+        if cfg.get('params') is not None:
+            args += ['--params', str(cfg['params'])]
+        rc = compress_main(args)
+        if rc:
+            raise StageFailed(f'stage compress failed (exit {rc}): srcomp compress {" ".join(args)}')
+        opt = so.distill_options(self.pipe, so.load_yaml(generated))
+        tmp = self.option_file('distill').with_suffix('.yml.tmp')
+        so.save_yaml(tmp, opt)
+        os.replace(tmp, self.option_file('distill'))
+
+    def _run_distill(self):
+        if not self.option_file('distill').is_file():
+            raise StageFailed(f'distill needs {self.option_file("distill")}: run stage compress')
+        self._train('distill', so.load_yaml(self.option_file('distill')))
+
+    def _run_test(self):
+        if not self.final_checkpoint('distill').is_file():
+            raise StageFailed(f'test needs the distilled student {self.final_checkpoint("distill")}: run distill')
+        student = so.load_yaml(self.option_file('distill'))['network_g']
+        opt = so.test_options(self.pipe, student, self.final_checkpoint('distill'))
+        path = self.option_file('test')
+        so.save_yaml(path, opt)
+        self._call('test', [sys.executable, '-m', 'srcomp_plugin.test', '-opt', str(path)])

@@ -1,0 +1,141 @@
+"""Build each stage's BasicSR option dict from one pipeline option file.
+
+A pipeline file names the teacher (arch + checkpoint), the scale, the datasets, and
+per-stage overrides; this module turns it into ordinary BasicSR option files:
+
+* ``prune``: ``SparseSRModel`` fine-tuning of the teacher with OBProx-SG, the release's
+  settings for the teacher's family (method.md, Stage 1) deep-merged with ``prune:``;
+* ``distill``: written by ``srcomp compress`` (Stage 2), then deep-merged with ``distill:``;
+* ``test``: ``SRModel`` testing of the distilled student (``params_ema``) on ``test.datasets``
+  (default: the validation set), Y-channel PSNR/SSIM with crop = scale.
+
+Every value can be overridden, since the overrides are merged last.
+"""
+import copy
+
+import yaml
+
+from basicsr.utils.options import ordered_yaml
+
+REQUIRED_KEYS = ('name', 'scale', 'teacher', 'datasets')
+PRUNE_DEFAULTS = {
+    # method.md, Stage 1 (release settings). epoch_size counts optimizer steps.
+    'EDSR': {'optim_g': {'type': 'OBProxSG', 'lr': 5e-3, 'lambda_': 1e-4, 'epoch_size': 2560, 'Np': 60,
+                         'No': 'inf', 'eps': 1e-4},
+             'scheduler': {'type': 'MultiStepLR', 'milestones': [20000], 'gamma': 0.5},
+             'total_iter': 100000},
+    'SwinIR': {'optim_g': {'type': 'OBProxSG', 'lr': 5e-3, 'lambda_': 1e-4, 'epoch_size': 32592, 'Np': 25,
+                           'No': 'inf', 'eps': 1e-4},
+               'scheduler': {'type': 'MultiStepLR', 'milestones': [250000, 400000, 450000, 475000], 'gamma': 0.5},
+               'total_iter': 500000},
+}
+FAMILIES = {'EDSR': 'EDSR', 'EDSRmini': 'EDSR', 'SwinIR': 'SwinIR', 'SwinIRmini': 'SwinIR'}
+
+
+class PipelineOptionError(ValueError):
+    """A missing or wrong key in the pipeline option file, named in the message."""
+
+
+def deep_merge(base, override):
+    """Return ``base`` updated recursively with ``override`` (dicts merge, other values replace)."""
+    merged = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_yaml(path):
+    with open(path, encoding='utf-8') as f:
+        return yaml.load(f, Loader=ordered_yaml()[0])
+
+
+def save_yaml(path, opt):
+    with open(path, 'w', encoding='utf-8') as f:
+        yaml.dump(_to_plain(opt), f, Dumper=yaml.SafeDumper, sort_keys=False)
+
+
+def _to_plain(value):
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def check_pipeline_options(pipe, source='pipeline options'):
+    """Raise :class:`PipelineOptionError` naming the first problem of a pipeline dict."""
+    missing = [k for k in REQUIRED_KEYS if k not in pipe]
+    if missing:
+        raise PipelineOptionError(f'{source}: missing key(s) {missing}; required: {list(REQUIRED_KEYS)}')
+    teacher = pipe['teacher']
+    for key in ('network', 'checkpoint'):
+        if not isinstance(teacher, dict) or not teacher.get(key):
+            raise PipelineOptionError(f'{source}: teacher.{key} is required (the trained model to compress)')
+    arch = teacher['network'].get('type')
+    if arch not in FAMILIES:
+        raise PipelineOptionError(f'{source}: teacher.network.type {arch!r} is not supported; '
+                                  f'supported: {sorted(FAMILIES)}')
+    if 'train' not in pipe['datasets'] or not any(k.startswith('val') for k in pipe['datasets']):
+        raise PipelineOptionError(f'{source}: datasets needs a "train" and a "val" entry (BasicSR dataset options)')
+
+
+def _common(pipe, name):
+    opt = {'name': name, 'scale': pipe['scale'], 'num_gpu': pipe.get('num_gpu', 'auto'),
+           'manual_seed': pipe.get('manual_seed', 0)}
+    if 'dist_params' in pipe:
+        opt['dist_params'] = pipe['dist_params']
+    return opt
+
+
+def prune_options(pipe):
+    """Stage 1 options (``SparseSRModel``) for the pipeline's teacher."""
+    teacher = pipe['teacher']
+    family = FAMILIES[teacher['network']['type']]
+    scale = pipe['scale']
+    opt = _common(pipe, f'{pipe["name"]}_prune')
+    opt.update({
+        'model_type': 'SparseSRModel',
+        'datasets': copy.deepcopy(pipe['datasets']),
+        'network_g': copy.deepcopy(teacher['network']),
+        'path': {'pretrain_network_g': teacher['checkpoint'], 'param_key_g': teacher.get('param_key', 'params'),
+                 'strict_load_g': True, 'resume_state': None},
+        'train': dict(copy.deepcopy(PRUNE_DEFAULTS[family]), ema_decay=0.999, warmup_iter=-1,
+                      pixel_opt={'type': 'CharbonnierLoss', 'loss_weight': 1.0, 'reduction': 'mean'}),
+        'val': {'val_freq': 5000, 'save_img': False, 'metrics': _metrics(scale)},
+        'logger': {'print_freq': 100, 'save_checkpoint_freq': 5000, 'use_tb_logger': True,
+                   'wandb': {'project': None, 'resume_id': None}},
+    })
+    return deep_merge(opt, pipe.get('prune'))
+
+
+def distill_options(pipe, generated):
+    """Stage 3 options: ``srcomp compress``'s output renamed and merged with ``distill:``."""
+    opt = deep_merge(generated, _common(pipe, f'{pipe["name"]}_distill'))
+    return deep_merge(opt, pipe.get('distill'))
+
+
+def test_options(pipe, network_g, checkpoint, name_suffix='test'):
+    """Testing options for a trained network (``params_ema``, falling back to ``params``)."""
+    scale = pipe['scale']
+    test = pipe.get('test') or {}
+    datasets = test.get('datasets')
+    if not datasets:
+        datasets = {f'test_{i}': copy.deepcopy(v)
+                    for i, (k, v) in enumerate(sorted(pipe['datasets'].items()), 1) if k.startswith('val')}
+    opt = _common(pipe, f'{pipe["name"]}_{name_suffix}')
+    opt.update({
+        'model_type': 'SRModel',
+        'datasets': datasets,
+        'network_g': copy.deepcopy(network_g),
+        'path': {'pretrain_network_g': str(checkpoint), 'param_key_g': 'params_ema', 'strict_load_g': True},
+        'val': {'save_img': test.get('save_img', False), 'suffix': None, 'metrics': _metrics(scale)},
+    })
+    return opt
+
+
+def _metrics(scale):
+    return {'psnr': {'type': 'calculate_psnr', 'crop_border': scale, 'test_y_channel': True},
+            'ssim': {'type': 'calculate_ssim', 'crop_border': scale, 'test_y_channel': True}}
