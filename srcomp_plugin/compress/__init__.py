@@ -1,0 +1,23 @@
+"""Stage 2 of the method: derive the compact student from a (sparse) teacher.
+
+* :mod:`.families`: supported teachers (EDSR, EDSRmini -> EDSRmini; SwinIR, SwinIRmini ->
+  SwinIRmini) and what depth and width mean for each;
+* :mod:`.shape_rule`: the rule (depth kept, then the largest width within r x teacher params);
+* :mod:`.pruned_init`: ``--init pruned``, a student state dict sliced from the sparse teacher;
+* :mod:`.distill_options`: the stage-3 option file;
+* :mod:`.report`: the printed/saved report;
+* :mod:`.compressor`: all of it from an option file and a checkpoint (``srcomp compress``,
+  whose argument parsing is :mod:`.cli`).
+"""
+from .compressor import CompressResult, compress
+from .distill_options import build_distill_options, check_distill_options, release_train
+from .errors import CompressError, CompressWarning
+from .families import SUPPORTED_TEACHERS, teacher_family
+from .pruned_init import prune_edsr, prune_swinir, pruned_state_dict
+from .shape_rule import StudentShape, derive_student, parse_ratio
+
+__all__ = [
+    'CompressError', 'CompressResult', 'CompressWarning', 'SUPPORTED_TEACHERS', 'StudentShape',
+    'build_distill_options', 'check_distill_options', 'compress', 'derive_student', 'parse_ratio', 'prune_edsr',
+    'prune_swinir', 'pruned_state_dict', 'release_train', 'teacher_family'
+]

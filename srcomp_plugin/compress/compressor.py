@@ -1,0 +1,215 @@
+"""Stage 2 end to end: prune options + sparse checkpoint -> student shape, stage-3 options, report.
+
+:func:`compress` is what ``srcomp compress`` (and the pipeline) call; every step is one of
+the small modules beside it:
+
+1. read the teacher's ``network_g`` from the stage-1 option file and load the sparse
+   checkpoint into it strictly (so a checkpoint of another shape fails here, clearly);
+2. measure its density exactly as stage 1 does (:mod:`srcomp_plugin.measure.sparsity`,
+   with the option file's ``train.sparsity.measure`` or the arch's default patterns);
+3. r = the measured global density, unless a ratio or parameter budget is given;
+4. derive the student (:mod:`.shape_rule`);
+5. optionally slice a student initialisation out of the sparse teacher (:mod:`.pruned_init`);
+6. write the stage-3 option file (:mod:`.distill_options`) and the report
+   (:mod:`.report`) next to it.
+"""
+import os
+import warnings
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+import yaml
+
+from ..measure.complexity import ProfileError, profile_network
+from ..measure.sparsity import density_report
+from ..measure.sparsity_cli import load_state_dict, resolve_patterns
+from .distill_options import build_distill_options
+from .errors import CompressError, CompressWarning
+from .families import teacher_family
+from .pruned_init import pruned_state_dict
+from .report import build_report, format_report, save_report
+from .shape_rule import build_arch, derive_student, parse_ratio
+
+INITS = ('scratch', 'pruned')
+
+
+@dataclass
+class CompressResult:
+    """What :func:`compress` produced: the shape, the options written, the report and file paths."""
+    shape: object  # shape_rule.StudentShape
+    distill_opt: dict
+    report: dict
+    out: Path
+    report_paths: tuple
+    init_checkpoint: Path = None
+
+
+def read_options(path):
+    """A YAML option file as a dict, with errors naming the file."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            opt = yaml.safe_load(f)
+    except OSError as err:
+        raise CompressError(f'cannot read option file {path}: {err}') from err
+    except yaml.YAMLError as err:
+        raise CompressError(f'{path} is not valid YAML: {err}') from err
+    if not isinstance(opt, dict) or not isinstance(opt.get('network_g'), dict):
+        raise CompressError(f'{path} has no network_g mapping: give the stage-1 (prune) option file of the teacher')
+    return opt
+
+
+def load_teacher_checkpoint(network_opt, checkpoint, key=None, where='network_g'):
+    """The checkpoint's state dict (``params`` by default), checked to load strictly into ``network_opt``."""
+    try:
+        state_dict, key = load_state_dict(checkpoint, key)
+    except ValueError as err:
+        raise CompressError(str(err)) from err
+    except Exception as err:  # noqa: BLE001  (missing file, not a torch file, unpickling refused, ...)
+        raise CompressError(f'cannot load checkpoint {checkpoint}: {type(err).__name__}: {err}') from err
+    state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+    net = build_arch(network_opt['type'], {k: v for k, v in network_opt.items() if k != 'type'})
+    try:
+        net.load_state_dict(state_dict, strict=True)
+    except RuntimeError as err:
+        raise CompressError(f'checkpoint {checkpoint} (key {key!r}) does not match {where} ({network_opt["type"]}); '
+                            'give the stage-1 checkpoint of this option file\'s network_g (or pick another key with '
+                            f'--key): {err}'.strip()) from err
+    return net.state_dict(), key
+
+
+def _profile(network_opt, scale, where):
+    try:
+        return profile_network(network_opt, scale=scale, latency=False, memory=False, where=where)
+    except ProfileError as err:
+        raise CompressError(str(err)) from err
+
+
+def _default_name(out):
+    return Path(out).stem
+
+
+def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=0.5, init='scratch', key=None,
+             teacher_checkpoint=None, total_iter=None, name=None, macs=True, opt_path=None):
+    """Run stage 2 and write its files; returns a :class:`CompressResult`.
+
+    Args:
+        prune_opt: the stage-1 option file (path) or its dict; its ``network_g`` is the teacher.
+        checkpoint: the sparse checkpoint of stage 1 (``net_g_*.pth``).
+        out: where to write the stage-3 option file (``.yml``); the report and the pruned
+            init are written beside it.
+        ratio: target params ratio in (0, 1] (number, decimal string or ``'a/b'``); default
+            the measured global density. ``params``: an absolute budget instead.
+        depth_keep: fraction of residual units kept.
+        init: ``'scratch'`` (the release) or ``'pruned'`` (slice the sparse teacher).
+        key: state-dict key of the checkpoint (default ``params``: the sparse weights).
+        teacher_checkpoint: the dense teacher for stage 3 (default the option file's
+            ``path.pretrain_network_g``).
+        total_iter: stage-3 iterations (default the release's 800k; milestones scale).
+        name: stage-3 experiment name (default the output file's stem).
+        macs: also count MACs at a 720p output (a few seconds for SwinIR-light).
+        opt_path: the option file's path for messages, when ``prune_opt`` is a dict.
+    """
+    if init not in INITS:
+        raise CompressError(f'--init must be one of {INITS}, got {init!r}')
+    if ratio is not None and params is not None:
+        raise CompressError('give --ratio or --params, not both')
+    if isinstance(prune_opt, (str, os.PathLike)):
+        opt_path = str(prune_opt)
+        prune_opt = read_options(prune_opt)
+    opt_path = opt_path or 'prune options'
+    where = f'{opt_path}: network_g'
+    network_opt = dict(prune_opt['network_g'])
+    teacher_family(network_opt, where)  # unknown arch types fail before anything is loaded
+
+    state_dict, key = load_teacher_checkpoint(network_opt, checkpoint, key, where)
+    try:
+        patterns, arch = resolve_patterns(state_dict, prune_opt)
+        density = density_report(state_dict, patterns, arch)
+    except ValueError as err:
+        raise CompressError(f'{opt_path}: {err}') from err
+
+    if ratio is None and params is None:
+        measured = Fraction(density['num_measured'] - density['num_zero'], density['num_measured'])
+        if measured == 0:
+            raise CompressError(f'{checkpoint}: every measured weight is zero (density 0), so the ratio would be 0, '
+                                'outside (0, 1]; give --ratio or --params')
+        ratio, source = parse_ratio(measured, where='measured density'), 'measured global density'
+    elif params is not None:
+        source = '--params'
+    else:
+        source = '--ratio'
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', CompressWarning)  # the fallback is reported below, once
+        shape = derive_student(network_opt, ratio=ratio, params=params, depth_keep=depth_keep, where=where)
+    for note in shape.warnings:
+        warnings.warn(note, CompressWarning)
+
+    teacher_path = teacher_checkpoint or (prune_opt.get('path') or {}).get('pretrain_network_g')
+    if not teacher_path:
+        raise CompressError(f'{opt_path}: path.pretrain_network_g is empty, so the original dense teacher is unknown; '
+                            'stage 3 distils from it (the sparse checkpoint is only evidence). Pass --teacher PATH.')
+    notes = list(shape.warnings)
+    if not Path(teacher_path).is_file():
+        notes.append(f'the dense teacher {teacher_path} does not exist here (yet); stage 3 needs it')
+
+    profiles = None
+    if macs:  # before anything is written: a scale mismatch fails here
+        scale = prune_opt.get('scale')
+        profiles = (_profile(network_opt, scale, where), _profile(shape.network_opt(), scale, 'student network_g'))
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    name = name or _default_name(out)
+    init_path = None
+    if init == 'pruned':
+        family, teacher_kwargs = teacher_family(network_opt, where)
+        student_sd, selection = pruned_state_dict(family.name, state_dict, teacher_kwargs, shape.student_type,
+                                                  shape.student_kwargs)
+        init_path = out.with_name(f'{out.stem}_pruned_init.pth')
+        torch.save({'params': student_sd}, init_path)
+    else:
+        selection = None
+
+    path_opt = prune_opt.get('path') or {}
+    distill_opt = build_distill_options(
+        prune_opt, shape.network_opt(), teacher_path, name,
+        param_key_t=path_opt.get('param_key_g', 'params'),
+        strict_load_t=path_opt.get('strict_load_g', True),
+        student_init=init_path, total_iter=total_iter)
+
+    report = build_report(
+        opt_path=opt_path, checkpoint=checkpoint, key=key, density=density, ratio_source=source, shape=shape,
+        profiles=profiles, teacher_path=teacher_path, out=out, init=init, init_path=init_path, selection=selection,
+        notes=notes)
+    header = format_report(report)
+    out.write_text(_yaml_header(header) + dump_options(distill_opt))
+    report_paths = save_report(report, out)
+    return CompressResult(shape=shape, distill_opt=distill_opt, report=report, out=out, report_paths=report_paths,
+                          init_checkpoint=init_path)
+
+
+class _OptionDumper(yaml.SafeDumper):
+    """Block-style mappings (as BasicSR's option files are written), short scalar lists inline."""
+
+
+def _represent_list(dumper, data):
+    flow = all(isinstance(v, (bool, int, float, str, type(None))) for v in data)
+    return dumper.represent_sequence('tag:yaml.org,2002:seq', data, flow_style=flow)
+
+
+_OptionDumper.add_representer(list, _represent_list)
+_OptionDumper.add_representer(tuple, _represent_list)
+
+
+def dump_options(opt):
+    """An option dict as YAML text in the layout of the repository's option files."""
+    return yaml.dump(opt, Dumper=_OptionDumper, sort_keys=False, default_flow_style=False)
+
+
+def _yaml_header(text):
+    lines = ['Stage 3 (distillation) options written by `srcomp compress` (stage 2).',
+             'Run: python -m srcomp_plugin.train -opt THIS_FILE', '']
+    lines += text.splitlines()
+    return ''.join(f'# {line}'.rstrip() + '\n' for line in lines) + '\n'
