@@ -88,8 +88,9 @@ def test_sub_images_and_lmdb(photo_dir, tmp_path):
     prepare_dataset(photo_dir, out, scales=(2, ), mod=2, sub_images=True, crop_size=40, step=20, lmdb=True,
                     progress=False)
     hr_tiles = sorted((out / 'HR_sub').glob('astronaut_s*.png'))
-    lr_tiles = sorted((out / 'LR_bicubic' / 'X2_sub').glob('astronaut_s*x2.png'))
+    lr_tiles = sorted((out / 'LR_bicubic' / 'X2_sub').glob('astronaut_s*.png'))
     assert len(hr_tiles) == len(lr_tiles) == 4 * 3  # 100x76 HR: rows 0,20,40,60; cols 0,20,36
+    assert [p.name for p in hr_tiles] == [p.name for p in lr_tiles]  # filename_tmpl '{}'
     hr = cv2.imread(str(out / 'HR' / 'astronaut.png'))
     lr = cv2.imread(str(out / 'LR_bicubic' / 'X2' / 'astronaut.png'.replace('.png', 'x2.png')))
     np.testing.assert_array_equal(cv2.imread(str(hr_tiles[-1])), hr[60:100, 36:76])

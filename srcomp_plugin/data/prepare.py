@@ -10,8 +10,9 @@ Output layout (the EDSR benchmark layout that BasicSR's ``PairedImageDataset`` r
 ``mod`` defaults to the least common multiple of the scales (12 for 2/3/4, BasicSR's
 ``GTmod12``), so one HR folder pairs with every LR folder. Optional: sub-images (BasicSR's
 DIV2K recipe: 480 HR crops every 240 px; LR crops of 480/s every 240/s px cut from the LR
-image) under ``OUT/HR_sub`` and ``OUT/LR_bicubic/X<s>_sub``, and LMDB copies
-(``*.lmdb`` with BasicSR's ``meta_info.txt``).
+image) under ``OUT/HR_sub`` and ``OUT/LR_bicubic/X<s>_sub``, named alike in both
+(``<name>_s001.png``, read with ``filename_tmpl: '{}'``, as in BasicSR's DIV2K options),
+and LMDB copies (``*.lmdb`` with BasicSR's ``meta_info.txt``).
 
 An existing ``OUT`` is never overwritten: it is an error, or with ``--archive-existing``
 it is renamed to ``OUT_archived_<time>`` first, as BasicSR does with experiment folders.
@@ -147,7 +148,7 @@ def prepare_dataset(hr_dir, out_dir, scales=(2, 3, 4), mod=None, sub_images=Fals
             if sub_images:
                 for i, (y, x) in enumerate(sub_image_boxes(*hr.shape[:2], crop_size, step, thresh), 1):
                     tile = lr[y // s:(y + crop_size) // s, x // s:(x + crop_size) // s]
-                    _write(out / 'LR_bicubic' / f'X{s}_sub' / f'{name}_s{i:03d}x{s}.png', tile)
+                    _write(out / 'LR_bicubic' / f'X{s}_sub' / f'{name}_s{i:03d}.png', tile)
         if sub_images:
             for i, (y, x) in enumerate(sub_image_boxes(*hr.shape[:2], crop_size, step, thresh), 1):
                 _write(out / 'HR_sub' / f'{name}_s{i:03d}.png', hr[y:y + crop_size, x:x + crop_size])

@@ -19,12 +19,13 @@ from basicsr.utils.options import ordered_yaml
 
 REQUIRED_KEYS = ('name', 'scale', 'teacher', 'datasets')
 PRUNE_DEFAULTS = {
-    # method.md, Stage 1 (release settings). epoch_size counts optimizer steps.
-    'EDSR': {'optim_g': {'type': 'OBProxSG', 'lr': 5e-3, 'lambda_': 1e-4, 'epoch_size': 2560, 'Np': 60,
+    # method.md, Stage 1 (release settings). epoch_size counts optimizer steps: the release's
+    # EDSR epochSize 2560 was in samples (2560 / batch 16 = 160 steps); SwinIR: one data epoch.
+    'EDSR': {'optim_g': {'type': 'OBProxSG', 'lr': 5e-3, 'lambda_': 1e-4, 'epoch_size': 160, 'Np': 60,
                          'No': 'inf', 'eps': 1e-4},
              'scheduler': {'type': 'MultiStepLR', 'milestones': [20000], 'gamma': 0.5},
              'total_iter': 100000},
-    'SwinIR': {'optim_g': {'type': 'OBProxSG', 'lr': 5e-3, 'lambda_': 1e-4, 'epoch_size': 32592, 'Np': 25,
+    'SwinIR': {'optim_g': {'type': 'OBProxSG', 'lr': 5e-3, 'lambda_': 1e-4, 'epoch_size': 'auto', 'Np': 25,
                            'No': 'inf', 'eps': 1e-4},
                'scheduler': {'type': 'MultiStepLR', 'milestones': [250000, 400000, 450000, 475000], 'gamma': 0.5},
                'total_iter': 500000},

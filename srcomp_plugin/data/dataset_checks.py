@@ -1,0 +1,93 @@
+"""Check paired datasets before BasicSR reads them, with errors that name the option.
+
+BasicSR's ``PairedImageDataset`` on a wrong folder fails late and cryptically: an empty
+folder gives a dataset of length 0 and a ``ZeroDivisionError`` in the epoch arithmetic;
+names that do not pair give an assertion with only the file name; an LR image whose size
+is not HR/scale gives an error only when a random crop happens to hit it, or wrong PSNR
+at test time. We check the folders, the pairing and every pair's size (image headers only,
+so this is fast) when the dataset is built, and raise ``DatasetCheckError`` naming the
+dataset, the option key and the files.
+
+Installed around ``build_dataset`` in ``basicsr.train`` and ``basicsr.test``; applies to
+folder (disk) datasets of type ``PairedImageDataset``/``DistillPairedImageDataset`` without
+``meta_info_file``. LMDB and meta-info datasets are passed through unchanged.
+"""
+import os
+import os.path as osp
+
+from PIL import Image
+
+CHECKED_TYPES = ('PairedImageDataset', 'DistillPairedImageDataset')
+IMAGE_EXT = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
+
+
+class DatasetCheckError(ValueError):
+    """A dataset folder that is missing, empty, unpaired or of the wrong sizes."""
+
+
+def _images(folder):
+    return sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXT) and not f.startswith('.'))
+
+
+def check_paired_dataset(opt):
+    """Raise :class:`DatasetCheckError` for the first problem of a paired folder dataset."""
+    where = f'datasets.{opt.get("phase", "?")} ({opt.get("name", "unnamed")})'
+    roots = {key: opt.get(key) for key in ('dataroot_gt', 'dataroot_lq')}
+    for key, root in roots.items():
+        if not root:
+            raise DatasetCheckError(f'{where}.{key} is not set')
+        if not osp.isdir(root):
+            raise DatasetCheckError(f'{where}.{key}: folder {root} does not exist')
+    gts, lqs = _images(roots['dataroot_gt']), _images(roots['dataroot_lq'])
+    for key, files in (('dataroot_gt', gts), ('dataroot_lq', lqs)):
+        if not files:
+            raise DatasetCheckError(f'{where}.{key}: folder {roots[key]} holds no images ({", ".join(IMAGE_EXT)})')
+    tmpl = opt.get('filename_tmpl', '{}')
+    lq_set = set(lqs)
+    lq_by_stem = {osp.splitext(f)[0]: f for f in lqs}
+    pairs, unpaired = [], []
+    for gt in gts:
+        stem = tmpl.format(osp.splitext(gt)[0])
+        lq = stem + osp.splitext(gt)[1] if stem + osp.splitext(gt)[1] in lq_set else lq_by_stem.get(stem)
+        (pairs.append((gt, lq)) if lq else unpaired.append(f'{gt} -> {stem}.*'))
+    if unpaired or len(gts) != len(lqs):
+        extra = sorted(lq_set - {lq for _, lq in pairs})
+        raise DatasetCheckError(
+            f'{where}: HR and LR names do not pair with filename_tmpl {tmpl!r}: {len(gts)} HR vs {len(lqs)} LR images; '
+            f'HR without LR: {unpaired[:5]}{" ..." if len(unpaired) > 5 else ""}; LR without HR: {extra[:5]}. '
+            'Check datasets.*.filename_tmpl (e.g. "{}x2" for the EDSR layout, "{}" for DIV2K sub-images).')
+    scale = int(opt.get('scale', 1))
+    exact = opt.get('phase') == 'train'
+    for gt, lq in pairs:
+        with Image.open(osp.join(roots['dataroot_gt'], gt)) as g, Image.open(osp.join(roots['dataroot_lq'], lq)) as q:
+            (gw, gh), (qw, qh) = g.size, q.size
+        fits = (gw, gh) == (qw * scale, qh * scale) if exact else (
+            0 <= gw - qw * scale < scale and 0 <= gh - qh * scale < scale)
+        if not fits:
+            need = 'exactly' if exact else 'HR cropped to a multiple of the scale, i.e. about'
+            raise DatasetCheckError(
+                f'{where}: {gt} is {gw}x{gh} but its LR {lq} is {qw}x{qh}; scale {scale} needs {need} '
+                f'{qw * scale}x{qh * scale}. Is "scale" right, or was the LR made from another crop? '
+                '(srcomp prepare makes matching pairs.)')
+    return len(pairs)
+
+
+def _checked(build_dataset):
+
+    def build(dataset_opt):
+        backend = (dataset_opt.get('io_backend') or {}).get('type', 'disk')
+        if dataset_opt.get('type') in CHECKED_TYPES and backend == 'disk' and not dataset_opt.get('meta_info_file'):
+            check_paired_dataset(dataset_opt)
+        return build_dataset(dataset_opt)
+
+    build.__wrapped__ = build_dataset
+    return build
+
+
+def install():
+    import basicsr.test as bsr_test
+    import basicsr.train as bsr_train
+
+    for module in (bsr_train, bsr_test):
+        if not hasattr(module.build_dataset, '__wrapped__'):
+            module.build_dataset = _checked(module.build_dataset)

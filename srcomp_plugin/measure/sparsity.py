@@ -1,0 +1,207 @@
+"""Density of a network's weights: the measurement behind stage 1 and stage 2.
+
+"Density" is the fraction of exactly non-zero entries among the *measured* weights. As in
+the release, only the body's ``weight`` tensors are measured by default (head, tail and
+upsampler are not counted), while the L1 term of stage 1 may cover more parameters.
+
+Which tensors are measured is given by **name patterns**: shell-style globs matched with
+:func:`fnmatch.fnmatchcase` against full parameter names, where ``*`` matches any run of
+characters *including dots*, ``?`` one character and ``[seq]`` one character of ``seq``.
+So ``body.*.weight`` is every ``weight`` under ``body`` (EDSR's residual blocks) and
+``layers.*weight`` every tensor under ``layers`` whose name ends in ``weight`` (SwinIR's
+stages: linear, conv *and* LayerNorm weights, the release's choice). A pattern list
+selects the union; ``'all'`` selects everything.
+
+Everything here is a pure function of a state dict (name -> tensor), so the training
+model, the ``srcomp sparsity`` command and stage 2 share one definition.
+"""
+import re
+from fnmatch import fnmatchcase
+
+import torch
+
+EDSR_MEASURE = ('body.*.weight',)
+SWINIR_MEASURE = ('layers.*weight',)
+
+# Residual units reported per block, by architecture family: EDSR residual blocks
+# (``body.<i>``); SwinIR stages (``layers.<s>``) and their transformer layers.
+_BLOCK_RULES = {
+    'EDSR': (re.compile(r'^(body\.\d+)\.'),),
+    'SwinIR': (re.compile(r'^(layers\.\d+)\.'), re.compile(r'^(layers\.\d+\.residual_group\.blocks\.\d+)\.')),
+}
+# Unknown architectures: every prefix that ends in a list index (``x.<i>``).
+_GENERIC_BLOCK = re.compile(r'\.\d+(?=\.)')
+
+
+def arch_family(arch_type):
+    """``'EDSR'``, ``'SwinIR'`` or ``None`` for a BasicSR arch type name.
+
+    Registered subclasses (``EDSRmini``, ``SwinIRmini``, user presets) belong to the
+    family of their BasicSR base class.
+    """
+    if not arch_type:
+        return None
+    try:
+        from basicsr.archs.edsr_arch import EDSR
+        from basicsr.archs.swinir_arch import SwinIR
+        from basicsr.utils.registry import ARCH_REGISTRY
+
+        cls = ARCH_REGISTRY.get(arch_type)
+    except (ImportError, KeyError):
+        cls = None
+    if cls is not None:
+        if issubclass(cls, EDSR):
+            return 'EDSR'
+        if issubclass(cls, SwinIR):
+            return 'SwinIR'
+        return None
+    for family in ('EDSR', 'SwinIR'):
+        if str(arch_type).startswith(family):
+            return family
+    return None
+
+
+def infer_family(names):
+    """Guess the family from state-dict key names (for checkpoints given without options)."""
+    names = list(names)
+    if any(n.startswith('layers.') and '.residual_group.blocks.' in n for n in names):
+        return 'SwinIR'
+    if any(re.match(r'^body\.\d+\.conv1\.weight$', n) for n in names):
+        return 'EDSR'
+    return None
+
+
+def _arch_type_of(network_opt_or_arch_type):
+    if isinstance(network_opt_or_arch_type, dict):
+        return network_opt_or_arch_type.get('type')
+    return network_opt_or_arch_type
+
+
+def default_measure_patterns(network_opt_or_arch_type):
+    """Default measured-weight patterns: EDSR ``body.*.weight``, SwinIR ``layers.*weight``.
+
+    Accepts a ``network_g`` option dict or an arch type name. Other architectures have no
+    default: a ``ValueError`` says to set ``train.sparsity.measure``.
+    """
+    arch_type = _arch_type_of(network_opt_or_arch_type)
+    family = arch_family(arch_type)
+    if family == 'EDSR':
+        return list(EDSR_MEASURE)
+    if family == 'SwinIR':
+        return list(SWINIR_MEASURE)
+    raise ValueError(f'No default density patterns for arch type {arch_type!r} (defaults exist for the EDSR and '
+                     'SwinIR families). Set train.sparsity.measure to a list of parameter-name globs, e.g. '
+                     "['body.*.weight'] (or pass --measure to srcomp sparsity).")
+
+
+def _as_patterns(patterns):
+    if isinstance(patterns, str):
+        return [patterns]
+    patterns = list(patterns or [])
+    if not patterns or not all(isinstance(p, str) for p in patterns):
+        raise ValueError(f'Patterns must be a non-empty list of name globs (or "all"), got {patterns!r}.')
+    return patterns
+
+
+def select_params(names, patterns):
+    """The names (in their order) matched by any pattern; ``'all'`` matches every name."""
+    patterns = _as_patterns(patterns)
+    if patterns == ['all']:
+        return list(names)
+    return [n for n in names if any(fnmatchcase(n, p) for p in patterns)]
+
+
+def block_names(name, family=None):
+    """The blocks a tensor belongs to, outermost first (e.g. SwinIR: stage, then layer)."""
+    rules = _BLOCK_RULES.get(family)
+    if rules is not None:
+        return [m.group(1) for m in (r.match(name) for r in rules) if m]
+    return [name[:m.start()] + m.group(0) for m in _GENERIC_BLOCK.finditer(name)]
+
+
+def tensor_density(tensor):
+    """Density, counts and per-output-channel (dim 0) density of one tensor."""
+    nonzero = tensor.detach() != 0
+    numel = nonzero.numel()
+    nnz = int(nonzero.sum())
+    rows = nonzero.reshape(nonzero.shape[0], -1) if nonzero.dim() > 0 else nonzero.reshape(1, 1)
+    per_channel = rows.float().mean(dim=1).tolist()
+    return {
+        'shape': list(tensor.shape),
+        'numel': numel,
+        'zeros': numel - nnz,
+        'density': nnz / numel if numel else 1.0,
+        'zero_channels': sum(1 for d in per_channel if d == 0),
+        'per_channel': per_channel,
+    }
+
+
+def density_report(state_dict, patterns, arch_type=None):
+    """Density report of the tensors of ``state_dict`` selected by ``patterns``.
+
+    Returns a dict with ``global_density`` (non-zero fraction over all measured entries),
+    ``num_measured``, ``num_zero``, ``tensors`` ({name: {density, numel, zeros, shape,
+    zero_channels, per_channel}}), ``blocks`` ({block: density}) and ``block_counts``
+    ({block: {numel, zeros}}); blocks are grouped by the arch family of ``arch_type``
+    (inferred from the names when ``None``).
+    """
+    tensors = {k: v for k, v in state_dict.items() if torch.is_tensor(v)}
+    patterns = _as_patterns(patterns)
+    names = select_params(list(tensors), patterns)
+    if not names:
+        sample = ', '.join(list(tensors)[:6])
+        raise ValueError(f'The density patterns {patterns} match none of the {len(tensors)} tensors '
+                         f'(names look like: {sample}, ...). Fix train.sparsity.measure / --measure.')
+    family = arch_family(arch_type) if arch_type else infer_family(tensors)
+    per_tensor, block_counts = {}, {}
+    for name in names:
+        entry = tensor_density(tensors[name])
+        per_tensor[name] = entry
+        for block in block_names(name, family):
+            counts = block_counts.setdefault(block, {'numel': 0, 'zeros': 0})
+            counts['numel'] += entry['numel']
+            counts['zeros'] += entry['zeros']
+    num_measured = sum(e['numel'] for e in per_tensor.values())
+    num_zero = sum(e['zeros'] for e in per_tensor.values())
+    return {
+        'arch_type': arch_type,
+        'family': family,
+        'patterns': patterns,
+        'global_density': (num_measured - num_zero) / num_measured if num_measured else 1.0,
+        'num_measured': num_measured,
+        'num_zero': num_zero,
+        'tensors': per_tensor,
+        'blocks': {b: (c['numel'] - c['zeros']) / c['numel'] for b, c in block_counts.items()},
+        'block_counts': block_counts,
+    }
+
+
+def global_density(named_tensors):
+    """Non-zero fraction over an iterable of tensors (cheap: for per-iteration logging)."""
+    total = nonzero = 0
+    for tensor in named_tensors:
+        total += tensor.numel()
+        nonzero += int(torch.count_nonzero(tensor.detach()))
+    return nonzero / total if total else 1.0
+
+
+def format_report(report, per_tensor=True):
+    """A human-readable table of a :func:`density_report` result."""
+    lines = [f"global density {report['global_density']:.4f}: {report['num_measured'] - report['num_zero']:,} of "
+             f"{report['num_measured']:,} measured weights non-zero ({report['num_zero']:,} zeros)",
+             f"measured: {', '.join(report['patterns'])}"
+             + (f"  (arch {report['arch_type']})" if report.get('arch_type') else '')]
+    if report['blocks']:
+        lines += ['', f"{'block':<44} {'numel':>10} {'zeros':>10} {'density':>8}"]
+        for block, density in report['blocks'].items():
+            counts = report['block_counts'][block]
+            lines.append(f"{block:<44} {counts['numel']:>10,} {counts['zeros']:>10,} {density:>8.4f}")
+    if per_tensor:
+        lines += ['', f"{'tensor':<52} {'shape':<18} {'zeros':>9} {'density':>8} {'ch min':>7} {'ch max':>7} "
+                  f"{'0-ch':>5}"]
+        for name, entry in report['tensors'].items():
+            shape = 'x'.join(str(s) for s in entry['shape'])
+            per_channel = entry['per_channel']
+            lines.append(f"{name:<52} {shape:<18} {entry['zeros']:>9,} {entry['density']:>8.4f} "
+                         f"{min(per_channel):>7.3f} {max(per_channel):>7.3f} {entry['zero_channels']:>5}")
+    return '\n'.join(lines)

@@ -1,0 +1,214 @@
+"""Stage 1 of the method: sparsity fine-tuning of a pretrained SR network with OBProx-SG.
+
+``SparseSRModel`` is BasicSR's ``SRModel`` with three differences, each in its own hook:
+
+* ``setup_optimizers``/``get_optimizer`` build :class:`~srcomp_plugin.optim.OBProxSG` from
+  ``train.optim_g`` (BasicSR's ``get_optimizer`` knows only Adam), with the L1 term on the
+  parameters chosen by ``train.sparsity.regularize`` and ``epoch_size: auto`` resolved to
+  the train loader's iterations per epoch;
+* ``optimize_parameters`` adds the global density of the measured weights and the phase
+  to the log at every ``logger.print_freq`` (so BasicSR's MessageLogger writes them to
+  the log and tensorboard as ``density`` and ``orthant_phase``: 0 Prox-SG, 1 orthant);
+* ``save`` also writes ``models/sparsity_{iter}.json`` (the density report of
+  :mod:`srcomp_plugin.measure.sparsity`, plus the optimizer phase) next to BasicSR's
+  ``net_g_{iter}.pth``; under DDP it checks that every rank holds identical weights.
+
+Options (``train``)::
+
+    optim_g:
+      type: OBProxSG
+      lr: !!float 5e-3
+      lambda_: !!float 1e-4      # or "lambda"
+      epoch_size: auto           # or an int: optimizer steps per phase epoch
+      auto_epoch_unit: iterations  # 'samples' reproduces the release's defect (below)
+      Np: 60
+      'No': inf                  # quoted: YAML 1.1 reads a bare No as false (BasicSR then fails)
+      eps: !!float 1e-4
+    sparsity:
+      regularize: all            # or a list of name globs; the rest get lambda 0 (plain SGD)
+      measure: ~                 # name globs; default EDSR body.*.weight, SwinIR layers.*weight
+
+``auto_epoch_unit: samples`` makes ``epoch_size: auto`` the number of training samples per
+epoch (dataset length x enlarge ratio) while the optimizer still counts steps, exactly as
+the release did: each phase epoch then lasts batch_size x world_size data epochs, and
+with the release's settings the orthant phase never starts. Use it only to reproduce the
+release. Under ``torchrun`` every rank applies the same element-wise step to the same
+all-reduced gradients; ``save`` gathers a fingerprint of every rank's weights (zero count,
+sums) into the report (``ranks``, ``ranks_in_sync``) and warns if they differ.
+
+Density is measured on the trained weights (``net_g``), never on the EMA copy, which is
+not sparse; both ``params`` and ``params_ema`` are saved as usual.
+"""
+import json
+import math
+import os
+from os import path as osp
+
+import torch
+import torch.distributed as dist
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import get_dist_info
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from ..measure.sparsity import default_measure_patterns, density_report, global_density, select_params
+from ..optim import OBProxSG
+from .checkpoint_safety import CheckpointSafetyMixin
+from ..optim.obproxsg import ORTHANT
+
+SPARSITY_KEYS = ('regularize', 'measure')
+AUTO_EPOCH_UNITS = ('iterations', 'samples')
+
+
+@MODEL_REGISTRY.register()
+class SparseSRModel(CheckpointSafetyMixin, SRModel):
+    """SRModel trained with OBProx-SG for L1 sparsity, with density logs and reports."""
+
+    # ------------------------------------------------------------------------- options
+    def init_training_settings(self):
+        sparsity_opt = dict(self.opt['train'].get('sparsity') or {})
+        unknown = set(sparsity_opt) - set(SPARSITY_KEYS)
+        if unknown:
+            raise ValueError(f'train.sparsity: unknown key(s) {sorted(unknown)}; allowed: {list(SPARSITY_KEYS)}.')
+        names = [n for n, _ in self.get_bare_model(self.net_g).named_parameters()]
+        measure = sparsity_opt.get('measure') or default_measure_patterns(self.opt['network_g'])
+        self.measure_patterns = [measure] if isinstance(measure, str) else list(measure)
+        self.measure_names = select_params(names, self.measure_patterns)
+        if not self.measure_names:
+            raise ValueError(f'train.sparsity.measure {self.measure_patterns} matches no parameter of '
+                             f'network_g ({self.opt["network_g"]["type"]}); names look like {names[:4]}.')
+        self.regularize = sparsity_opt.get('regularize', 'all')
+        super().init_training_settings()
+        self._last_phase = None
+
+    def _resolve_epoch_size(self, optim_opt):
+        """``epoch_size: auto`` -> iterations per epoch of the train loader (BasicSR's formula)."""
+        unit = optim_opt.pop('auto_epoch_unit', 'iterations')
+        if unit not in AUTO_EPOCH_UNITS:
+            raise ValueError(f'train.optim_g.auto_epoch_unit must be one of {AUTO_EPOCH_UNITS}, got {unit!r}.')
+        if optim_opt.get('epoch_size', 'auto') != 'auto':
+            return
+        dataset_opt = self.opt.get('datasets', {}).get('train')
+        if dataset_opt is None:
+            raise ValueError('train.optim_g.epoch_size: auto needs datasets.train; give an integer instead.')
+        from basicsr.data import build_dataset
+
+        samples = len(build_dataset(dataset_opt)) * dataset_opt.get('dataset_enlarge_ratio', 1)
+        if unit == 'samples':
+            optim_opt['epoch_size'] = samples
+            how = f'{samples} training samples, counted as optimizer steps (the release\'s behaviour)'
+        else:
+            optim_opt['epoch_size'] = math.ceil(samples / (dataset_opt['batch_size_per_gpu'] * self.opt['world_size']))
+            how = (f"{samples} samples / (batch {dataset_opt['batch_size_per_gpu']} x world size "
+                   f"{self.opt['world_size']}) iterations per epoch")
+        get_root_logger().info(f"OBProx-SG epoch_size auto = {optim_opt['epoch_size']} ({how}).")
+
+    def setup_optimizers(self):
+        optim_opt = dict(self.opt['train']['optim_g'])
+        optim_type = optim_opt.pop('type')
+        if optim_type != 'OBProxSG':
+            raise ValueError(f'SparseSRModel trains with OBProx-SG: set train.optim_g.type to OBProxSG '
+                             f'(got {optim_type!r}).')
+        self._resolve_epoch_size(optim_opt)
+        logger = get_root_logger()
+        named = []
+        for name, param in self.get_bare_model(self.net_g).named_parameters():
+            if param.requires_grad:
+                named.append((name, param))
+            else:
+                logger.warning(f'Params {name} will not be optimized.')
+        reg_names = set(select_params([n for n, _ in named], self.regularize))
+        if not reg_names:
+            raise ValueError(f'train.sparsity.regularize {self.regularize!r} matches no trainable parameter.')
+        groups = [{'params': [p for n, p in named if n in reg_names], 'name': 'l1'}]
+        free = [p for n, p in named if n not in reg_names]
+        if free:
+            groups.append({'params': free, 'name': 'no_l1', 'lambda_': 0.0})
+        self.optimizer_g = self.get_optimizer(optim_type, groups, **optim_opt)
+        self.optimizers.append(self.optimizer_g)
+        logger.info(f'OBProx-SG: L1 on {len(reg_names)} of {len(named)} trainable tensors '
+                    f'({sum(p.numel() for n, p in named if n in reg_names):,} weights); density measured on '
+                    f'{len(self.measure_names)} tensors ({", ".join(self.measure_patterns)}); '
+                    f'{self.optimizer_g.settings()}.')
+
+    def get_optimizer(self, optim_type, params, lr, **kwargs):
+        if optim_type == 'OBProxSG':
+            return OBProxSG(params, lr, **kwargs)
+        return super().get_optimizer(optim_type, params, lr, **kwargs)
+
+    def resume_training(self, resume_state):
+        super().resume_training(resume_state)
+        get_root_logger().info(f'OBProx-SG resumed at optimizer step {self.optimizer_g.num_steps}: '
+                               f'{self.optimizer_g.settings()}.')
+
+    # ------------------------------------------------------------------------ training
+    def _measured_tensors(self):
+        params = dict(self.get_bare_model(self.net_g).named_parameters())
+        return [params[n] for n in self.measure_names]
+
+    def optimize_parameters(self, current_iter):
+        super().optimize_parameters(current_iter)
+        optimizer = self.optimizer_g
+        phase = optimizer.phase_of(optimizer.num_steps - 1)
+        logger = get_root_logger()
+        if phase != self._last_phase:
+            step = optimizer.num_steps - 1
+            logger.info(f'OBProx-SG: {phase} steps from iter {current_iter} '
+                        f'(optimizer step {step}, phase epoch {step // optimizer.epoch_size}).')
+            self._last_phase = phase
+        if current_iter % self.opt['logger']['print_freq'] == 0:
+            density = global_density(self._measured_tensors())
+            self.log_dict['density'] = density
+            self.log_dict['orthant_phase'] = 1.0 if phase == ORTHANT else 0.0
+            logger.info(f'sparsity: iter {current_iter}, phase {phase} '
+                        f'(epoch {(optimizer.num_steps - 1) // optimizer.epoch_size}), density {density:.6f}')
+
+    # --------------------------------------------------------------------- checkpoints
+    def _rank_fingerprints(self):
+        """Step counter, zero count and float64 sums of every parameter, gathered from all ranks."""
+        with torch.no_grad():
+            params = [p.detach().double() for p in self.get_bare_model(self.net_g).parameters()]
+            mine = {'num_steps': self.optimizer_g.num_steps,
+                    'num_zero': int(sum(int((p == 0).sum()) for p in params)),
+                    'sum': float(sum(float(p.sum()) for p in params)),
+                    'abs_sum': float(sum(float(p.abs().sum()) for p in params))}
+        if not (self.opt['dist'] and dist.is_available() and dist.is_initialized()):
+            return [dict(mine, rank=0)]
+        gathered = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, mine)
+        return [dict(g, rank=i) for i, g in enumerate(gathered)]
+
+    def sparsity_report(self, current_iter):
+        """The density report of the trained weights plus the optimizer's phase."""
+        state = {n: p for n, p in self.get_bare_model(self.net_g).named_parameters()}
+        report = {'iter': 'latest' if current_iter == -1 else current_iter,
+                  'network': 'net_g (params; the trained weights, not EMA)'}
+        optimizer = self.optimizer_g
+        last_phase = optimizer.phase_of(optimizer.num_steps - 1) if optimizer.num_steps else None
+        report['optimizer'] = dict(optimizer.settings(), phase=last_phase, next_phase=optimizer.phase,
+                                   lambda_=[g['lambda_'] for g in optimizer.param_groups],
+                                   lr=[g['lr'] for g in optimizer.param_groups])
+        report.update(density_report(state, self.measure_patterns, self.opt['network_g']['type']))
+        return report
+
+    def save(self, epoch, current_iter):
+        super().save(epoch, current_iter)
+        ranks = self._rank_fingerprints()  # collective under DDP: every rank calls save
+        rank, _ = get_dist_info()
+        if rank != 0:
+            return
+        logger = get_root_logger()
+        report = self.sparsity_report(current_iter)
+        report['ranks'] = ranks
+        report['ranks_in_sync'] = all({k: v for k, v in r.items() if k != 'rank'} ==
+                                      {k: v for k, v in ranks[0].items() if k != 'rank'} for r in ranks)
+        if not report['ranks_in_sync']:
+            logger.warning(f'OBProx-SG: ranks hold different weights: {ranks}')
+        label = 'latest' if current_iter == -1 else current_iter
+        path = osp.join(self.opt['path']['models'], f'sparsity_{label}.json')
+        os.makedirs(osp.dirname(path), exist_ok=True)
+        with open(path, 'w') as f:
+            json.dump(report, f, indent=1)
+        logger.info(f"Sparsity report {path}: global density {report['global_density']:.6f} "
+                    f"({report['num_zero']:,} zeros of {report['num_measured']:,}), phase "
+                    f"{report['optimizer']['phase']}, ranks in sync: {report['ranks_in_sync']}.")

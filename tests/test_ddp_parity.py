@@ -1,0 +1,68 @@
+"""DDP parity: 2 processes x batch b (torchrun, gloo, CPU) == 1 process x batch 2b.
+
+Sharding subtlety (documented in README "Distributed training"): BasicSR's EnlargedSampler
+gives rank r the positions r, r+W, r+2W, ... of one shuffled order, so rank r's i-th batch
+of size b plus the other ranks' i-th batches hold exactly the samples of the single
+process's i-th batch of size W*b. Random crops/flips are drawn per rank (seed + rank), so
+parity needs deterministic patches: the test uses full-image patches without flips.
+DDP averages gradients over ranks, which equals the mean over the 2b batch.
+"""
+import pytest
+import torch
+
+from conftest import HR_SIZE, run_module, run_torchrun, tiny_train_opt, write_opt
+
+MODELS = ('SRModel', 'SparseSRModel', 'DistillSRModel')
+
+
+def _opt(sr_dataset, name, model_type, batch, teacher=None):
+    opt = tiny_train_opt(sr_dataset, name, model_type=model_type, total_iter=4)
+    train = opt['datasets']['train']
+    train.update(gt_size=HR_SIZE, use_hflip=False, use_rot=False, batch_size_per_gpu=batch)
+    opt['val']['val_freq'] = 1000
+    opt['logger']['save_checkpoint_freq'] = 2
+    if model_type == 'SparseSRModel':
+        opt['train']['optim_g'] = {'type': 'OBProxSG', 'lr': 1e-2, 'lambda_': 1e-2, 'epoch_size': 1, 'Np': 2,
+                                   'No': 'inf', 'eps': 1e-4}
+        opt['train']['sparsity'] = {'regularize': 'all', 'measure': ['body.*.weight']}
+    if model_type == 'DistillSRModel':
+        opt['network_t'] = dict(opt['network_g'], num_feat=12)
+        opt['path']['pretrain_network_t'] = str(teacher)
+        opt['train']['distill_opt'] = {'type': 'MultiLapLoss', 'loss_weight': 1.0}
+        opt['train']['pixel_opt'] = {'type': 'L1Loss', 'loss_weight': 0.1}
+    return opt
+
+
+@pytest.fixture(scope='module')
+def teacher(tmp_path_factory):
+    import srcomp_plugin  # noqa: F401
+    from basicsr.archs.edsr_arch import EDSR
+
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp('ddp_teacher') / 'teacher.pth'
+    torch.save({'params': EDSR(3, 3, num_feat=12, num_block=1, upscale=2).state_dict()}, path)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('model_type', MODELS)
+def test_two_processes_match_one_process_with_double_batch(sr_dataset, tmp_path, teacher, model_type):
+    single = write_opt(tmp_path / 'single.yml', _opt(sr_dataset, 'single', model_type, batch=2, teacher=teacher))
+    run_module('srcomp_plugin.train', ['-opt', single], cwd=tmp_path)
+    ddp = write_opt(tmp_path / 'ddp.yml', _opt(sr_dataset, 'ddp', model_type, batch=1, teacher=teacher))
+    run_torchrun(2, 'srcomp_plugin.train', ['-opt', ddp], cwd=tmp_path)
+
+    def load(run, it):
+        return torch.load(tmp_path / 'experiments' / run / 'models' / f'net_g_{it}.pth', map_location='cpu')
+
+    for it in (2, 4):
+        a, b = load('single', it), load('ddp', it)
+        for key in ('params', 'params_ema'):
+            assert a[key].keys() == b[key].keys()
+            diff = max((a[key][k] - b[key][k]).abs().max().item() for k in a[key])
+            print(f'{model_type} iter {it} {key}: max |single - ddp| = {diff:.3g}')
+            assert diff < 1e-5, (model_type, it, key, diff)
+    # training really moved the weights between the two compared checkpoints
+    moved = max((load('single', 4)['params'][k] - load('single', 2)['params'][k]).abs().max().item()
+                for k in load('single', 2)['params'])
+    assert moved > 1e-4
