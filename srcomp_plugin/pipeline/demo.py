@@ -225,10 +225,9 @@ def run_demo(args):
 
 def read_test_scores(results_dir):
     """Mean (PSNR, SSIM) from the newest BasicSR test log in ``results_dir``."""
-    from .report import parse_test_log
+    from .report import find_test_logs, parse_test_log
 
-    log = sorted(Path(results_dir).glob('test_*.log'))[-1]
-    metrics = next(iter(parse_test_log(log)['metrics'].values()))
+    metrics = next(iter(parse_test_log(find_test_logs(results_dir)[0])['validations'].values()))
     return metrics['psnr'], metrics['ssim']
 
 
