@@ -14,6 +14,10 @@ image) under ``OUT/HR_sub`` and ``OUT/LR_bicubic/X<s>_sub``, named alike in both
 (``<name>_s001.png``, read with ``filename_tmpl: '{}'``, as in BasicSR's DIV2K options),
 and LMDB copies (``*.lmdb`` with BasicSR's ``meta_info.txt``).
 
+``--benchmark`` follows the published test-set protocol instead: HR is kept uncropped and
+each ``X<s>`` LR is made from HR cropped to a multiple of ``s`` (BasicSR crops HR to
+``s x LR`` at test time), which reproduces the distributed Set5 LR images.
+
 An existing ``OUT`` is never overwritten: it is an error, or with ``--archive-existing``
 it is renamed to ``OUT_archived_<time>`` first, as BasicSR does with experiment folders.
 """
@@ -107,7 +111,7 @@ def _make_lmdb(folder, lmdb_path):
 
 
 def prepare_dataset(hr_dir, out_dir, scales=(2, 3, 4), mod=None, sub_images=False, crop_size=480, step=240,
-                    thresh=0, lmdb=False, archive_existing=False, progress=True):
+                    thresh=0, lmdb=False, archive_existing=False, progress=True, benchmark=False):
     """Build the layout described in the module docstring; returns a summary dict.
 
     Unreadable files are skipped and listed in ``summary['unreadable']`` (with the reason),
@@ -121,6 +125,8 @@ def prepare_dataset(hr_dir, out_dir, scales=(2, 3, 4), mod=None, sub_images=Fals
     mod = int(mod or reduce(lambda a, b: a * b // math.gcd(a, b), scales))
     if any(mod % s for s in scales):
         raise PrepareError(f'--mod {mod} must be a multiple of every scale {scales}')
+    if benchmark and sub_images:
+        raise PrepareError('--benchmark keeps HR uncropped for testing; it cannot be combined with --sub-images')
     if sub_images and any(crop_size % s or step % s for s in scales):
         raise PrepareError(f'--crop-size {crop_size} and --step {step} must be multiples of every scale {scales}')
     files = list_images(hr_dir)
@@ -136,14 +142,14 @@ def prepare_dataset(hr_dir, out_dir, scales=(2, 3, 4), mod=None, sub_images=Fals
             continue
         if notes:
             summary['converted'][path.name] = notes
-        hr = crop_to_multiple(img, mod)
-        if hr.shape[0] == 0 or hr.shape[1] == 0:
+        hr = img if benchmark else crop_to_multiple(img, mod)
+        if min(crop_to_multiple(img, mod).shape[:2]) == 0:
             summary['too_small'].append(path.name)
             continue
         name = path.stem
         _write(out / 'HR' / f'{name}.png', hr)
         for s in scales:
-            lr = bicubic_downscale(hr, s)
+            lr = bicubic_downscale(crop_to_multiple(hr, s), s)
             _write(out / 'LR_bicubic' / f'X{s}' / f'{name}x{s}.png', lr)
             if sub_images:
                 for i, (y, x) in enumerate(sub_image_boxes(*hr.shape[:2], crop_size, step, thresh), 1):
@@ -178,6 +184,8 @@ def build_parser():
     parser.add_argument('--step', type=int, default=240)
     parser.add_argument('--thresh', type=int, default=0)
     parser.add_argument('--lmdb', action='store_true', help='also write LMDB copies of every folder')
+    parser.add_argument('--benchmark', action='store_true',
+                        help='test-set protocol: keep HR uncropped, make each LR from HR cropped to a multiple of s')
     parser.add_argument('--archive-existing', action='store_true', help='rename an existing --out instead of failing')
     return parser
 
@@ -186,7 +194,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         summary = prepare_dataset(args.hr, args.out, args.scales, args.mod, args.sub_images, args.crop_size, args.step,
-                                  args.thresh, args.lmdb, args.archive_existing)
+                                  args.thresh, args.lmdb, args.archive_existing, benchmark=args.benchmark)
     except PrepareError as err:
         print(f'srcomp prepare: error: {err}', file=sys.stderr)
         return 2
