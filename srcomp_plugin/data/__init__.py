@@ -1,1 +1,2 @@
 """Dataset preparation and datasets registered into BasicSR's ``DATASET_REGISTRY``."""
+from .distill_paired_dataset import DistillPairedImageDataset  # noqa: F401
