@@ -14,6 +14,8 @@ profile``) gets its numbers, so that they are all counted the same way:
   included) and ``macs_conv_linear`` only what runs inside ``nn.Conv*``/``nn.Linear``
   modules, the convention of counters that hook modules (thop, ptflops); projections
   called functionally (``nn.MultiheadAttention``'s ``F.linear``) fall in the first only.
+  ``scaled_dot_product_attention`` is counted on its math backend (the fused CPU kernel
+  has no flop formula), so SwinIRmini's fused attention counts as BasicSR's matmuls.
   The forward runs on a copy of the network on PyTorch's ``meta`` device, so shapes
   propagate without any arithmetic: a 720p EDSR count costs milliseconds. Networks whose
   forward needs real values (``.item()``, data-dependent shapes) are counted with a real
@@ -38,6 +40,7 @@ import time
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 OUT_HW_720P = (720, 1280)
@@ -169,7 +172,10 @@ def _count(net, x):
     was_training = net.training
     net.eval()
     try:
-        with counter, torch.inference_mode():
+        # SDPA's math backend: its matmuls are seen by the counter, whereas the fused CPU
+        # kernel (``_scaled_dot_product_flash_attention_for_cpu``) has no flop formula and
+        # would silently drop the attention MACs (SwinIRmini's fused attention).
+        with counter, torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
             out = net(x)
     finally:
         net.train(was_training)
@@ -179,7 +185,7 @@ def _count(net, x):
     return counter.get_total_flops(), inside['flops'], by_op, out
 
 
-def mac_counts(net, scale, out_hw=OUT_HW_720P, window=None, lr_hw=None, in_ch=None):
+def mac_counts(net, scale, out_hw=OUT_HW_720P, window=None, lr_hw=None, in_ch=None, meta=True):
     """Both MAC counts of ``net`` for an ``out_hw`` output at ``scale`` (see module docstring).
 
     Args:
@@ -190,6 +196,8 @@ def mac_counts(net, scale, out_hw=OUT_HW_720P, window=None, lr_hw=None, in_ch=No
             window (:func:`window_of`), 1 disables padding.
         lr_hw: give the LR (height, width) directly instead of deriving it from ``out_hw``.
         in_ch: input channels; None reads the first conv layer.
+        meta: count on a meta copy (free); False, or a forward the meta device cannot run,
+            counts a real forward of ``net`` on its device (slow at 720p on CPU).
     """
     window = window_of(net) if window is None else int(window)
     if lr_hw is None:
@@ -198,17 +206,22 @@ def mac_counts(net, scale, out_hw=OUT_HW_720P, window=None, lr_hw=None, in_ch=No
         lr_hw = tuple(int(v) for v in lr_hw)
         padded_hw = _pad_to(lr_hw, window)
     shape = (1, in_ch or input_channels(net)) + padded_hw
-    try:
-        # meta as the default device too: tensors the forward creates itself (SwinIR's shift
-        # masks) then cost nothing either.
-        with torch.device('meta'):
-            total, conv_linear, by_op, out = _count(_meta_copy(net), torch.empty(shape))
-        counted_on = 'meta'
-    except Exception:  # noqa: BLE001  (any op without a meta kernel: count for real instead)
+    counted = None
+    if meta:
+        try:
+            # meta as the default device too: tensors the forward creates itself (SwinIR's
+            # shift masks) then cost nothing either.
+            with torch.device('meta'):
+                counted = _count(_meta_copy(net), torch.empty(shape))
+            counted_on = 'meta'
+        except Exception:  # noqa: BLE001  (any op without a meta kernel: count for real instead)
+            counted = None
+    if counted is None:
         params = list(net.parameters())
         device = params[0].device if params else torch.device('cpu')
-        total, conv_linear, by_op, out = _count(net, torch.zeros(shape, device=device))
+        counted = _count(net, torch.zeros(shape, device=device))
         counted_on = str(device)
+    total, conv_linear, by_op, out = counted
     return MacCount(
         macs=total // 2,
         macs_conv_linear=conv_linear // 2,
