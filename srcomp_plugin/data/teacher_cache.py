@@ -1,0 +1,234 @@
+"""Teacher cache (``train.teacher_cache``, beyond the paper): the teacher's SR images, once.
+
+Distillation runs the frozen teacher on every training batch, although its output for a
+given image never changes. With a cache, ``DistillSRModel`` runs the teacher once per
+training image (the full LR image in, the SR image out) and stores the result; the
+dataset then crops and flips the cached SR image exactly like the HR patch, so training
+runs no teacher forward at all.
+
+Storage, in the folder ``datasets.train.dataroot_teacher``:
+
+* ``teacher_cache.json``: what the cache was made from (teacher checkpoint SHA-256,
+  ``network_t``, scale, LR folder and keys) and its format. A cache made from anything
+  else is refused, never silently reused.
+* ``format: png``: one 16-bit PNG per LR image, ``<key>.png`` (``key`` = the LR file name
+  without extension; BasicSR's LMDB key for LMDB datasets).
+* ``format: lmdb``: the same PNG bytes in ``teacher.lmdb`` under the same keys.
+
+Approximations, both measured in the closing note and bounded in the tests:
+
+1. Patch borders: the live teacher sees only the LR patch and pads at its edge, the cached
+   one saw the whole image. Targets agree exactly (to PNG precision) farther than the
+   teacher's receptive field from the patch border and differ within it.
+2. Flips/rotations: the cache holds ``flip(teacher(lq))``, the live teacher computes
+   ``teacher(flip(lq))``; a CNN is not exactly flip-equivariant, so these differ slightly
+   everywhere. Both are the teacher's prediction of the same flipped HR patch.
+3. Storage: values are clamped to [0, 1] and rounded to 1/65535 (at most 7.7e-6 off).
+"""
+import hashlib
+import json
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+META_FILE = 'teacher_cache.json'
+LMDB_DIR = 'teacher.lmdb'
+FORMATS = ('png', 'lmdb')
+
+
+class TeacherCacheError(RuntimeError):
+    """A teacher cache that is missing, incomplete, or made from another teacher or dataset."""
+
+
+def cache_key(lq_path):
+    """The cache key of an LR image: its file name without folder and extension."""
+    return osp.splitext(osp.basename(str(lq_path)))[0]
+
+
+def encode_png16(img):
+    """HxWxC float image in [0, 1] (BGR, as OpenCV writes) -> 16-bit PNG bytes (clamped, rounded)."""
+    img16 = np.round(np.clip(img, 0., 1.) * 65535.).astype(np.uint16)
+    ok, buf = cv2.imencode('.png', img16)
+    if not ok:
+        raise TeacherCacheError('OpenCV could not encode a teacher output as 16-bit PNG')
+    return buf.tobytes()
+
+
+def decode_png16(content, where):
+    """16-bit PNG bytes -> HxWxC float32 image in [0, 1] (BGR), like BasicSR's ``imfrombytes``."""
+    img = cv2.imdecode(np.frombuffer(content, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None or img.dtype != np.uint16:
+        raise TeacherCacheError(f'{where}: not a 16-bit PNG written by the teacher cache')
+    if img.ndim == 2:
+        img = img[..., None]
+    return img.astype(np.float32) / 65535.
+
+
+def file_sha256(path, chunk=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_fingerprint(teacher_path, network_t, param_key, scale, dataroot_lq, keys):
+    """What a cache depends on; two runs may share a cache only if these are equal."""
+    return {
+        'teacher_sha256': file_sha256(teacher_path),
+        'network_t': json.loads(json.dumps(network_t, sort_keys=True, default=str)),
+        'param_key_t': param_key,
+        'scale': int(scale),
+        'dataroot_lq': osp.abspath(str(dataroot_lq)),
+        'num_images': len(keys),
+        'keys_sha256': hashlib.sha256('\n'.join(keys).encode()).hexdigest(),
+    }
+
+
+def read_meta(root):
+    path = osp.join(root, META_FILE)
+    if not osp.isfile(path):
+        raise TeacherCacheError(f'datasets.train.dataroot_teacher: {root} holds no teacher cache ({META_FILE} '
+                                'missing). DistillSRModel builds it when train.teacher_cache is set.')
+    with open(path, encoding='utf-8') as f:
+        return json.load(f)
+
+
+class TeacherCacheStore:
+    """Read and write access to one cache folder (PNG files or LMDB), opened lazily.
+
+    Lazy opening matters: the dataset is pickled into DataLoader workers, and an open LMDB
+    environment must not cross a fork.
+    """
+
+    def __init__(self, root, fmt=None):
+        self.root = str(root)
+        self.fmt = fmt
+        self._env = None
+
+    def _format(self):
+        if self.fmt is None:
+            self.fmt = read_meta(self.root)['format']
+        return self.fmt
+
+    def _lmdb(self, write):
+        if self._env is None:
+            import lmdb
+
+            path = osp.join(self.root, LMDB_DIR)
+            if not write and not osp.isdir(path):
+                raise TeacherCacheError(f'datasets.train.dataroot_teacher: {path} is missing')
+            # map_size is an address-space reservation, not disk use; writers from several
+            # ranks are serialised by LMDB's own lock.
+            self._env = lmdb.open(path, map_size=1 << 40, readonly=not write, lock=write, readahead=False)
+        return self._env
+
+    def close(self):
+        """Close the LMDB environment (LMDB allows one open handle per process and path)."""
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state['_env'] = None
+        return state
+
+    def has(self, key):
+        if self._format() == 'png':
+            return osp.isfile(osp.join(self.root, f'{key}.png'))
+        with self._lmdb(write=True).begin() as txn:
+            return txn.get(key.encode()) is not None
+
+    def put(self, key, content):
+        if self._format() == 'png':
+            path = osp.join(self.root, f'{key}.png')
+            tmp = f'{path}.tmp{os.getpid()}'
+            with open(tmp, 'wb') as f:
+                f.write(content)
+            os.replace(tmp, path)  # a killed run leaves no truncated PNG behind
+        else:
+            with self._lmdb(write=True).begin(write=True) as txn:
+                txn.put(key.encode(), content)
+
+    def get(self, key):
+        """The cached SR image for ``key`` as HxWxC float32 BGR in [0, 1]."""
+        if self._format() == 'png':
+            path = osp.join(self.root, f'{key}.png')
+            if not osp.isfile(path):
+                raise TeacherCacheError(f'teacher cache {self.root}: no entry {key}.png; delete the folder to '
+                                        'rebuild it, or set train.teacher_cache so DistillSRModel fills it in')
+            with open(path, 'rb') as f:
+                content = f.read()
+            return decode_png16(content, path)
+        with self._lmdb(write=False).begin() as txn:
+            content = txn.get(key.encode())
+        if content is None:
+            raise TeacherCacheError(f'teacher cache {self.root}/{LMDB_DIR}: no key {key}')
+        return decode_png16(content, f'{self.root}/{LMDB_DIR}[{key}]')
+
+
+def open_cache(root, fingerprint, fmt):
+    """Create the cache folder and its meta file, or check an existing one matches."""
+    if fmt not in FORMATS:
+        raise TeacherCacheError(f'train.teacher_cache.format must be one of {FORMATS}, got {fmt!r}')
+    os.makedirs(root, exist_ok=True)
+    meta_path = osp.join(root, META_FILE)
+    if osp.isfile(meta_path):
+        meta = read_meta(root)
+        if meta.get('fingerprint') != fingerprint or meta.get('format') != fmt:
+            changed = sorted(k for k in fingerprint if meta.get('fingerprint', {}).get(k) != fingerprint[k])
+            if meta.get('format') != fmt:
+                changed.append('format')
+            raise TeacherCacheError(
+                f'datasets.train.dataroot_teacher: the teacher cache in {root} was made from a different '
+                f'{", ".join(changed)}. Delete that folder to rebuild it, or point dataroot_teacher elsewhere.')
+    else:
+        with open(meta_path, 'w', encoding='utf-8') as f:
+            json.dump({'format': fmt, 'fingerprint': fingerprint}, f, indent=1)
+    return TeacherCacheStore(root, fmt)
+
+
+@torch.inference_mode()
+def teacher_sr(net_t, lq, scale, pad_multiple=1):
+    """The teacher's SR image of one full LR image (1xCxHxW), padded to ``pad_multiple``.
+
+    SwinIR needs sizes that are multiples of its window: the LR image is reflect-padded at
+    the bottom/right and the output cropped back to ``scale`` times the input size.
+    """
+    h, w = lq.shape[-2:]
+    pad_h, pad_w = (-h) % pad_multiple, (-w) % pad_multiple
+    if pad_h or pad_w:
+        mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
+        lq = F.pad(lq, (0, pad_w, 0, pad_h), mode=mode)
+    out = net_t(lq)
+    expected = ((h + pad_h) * scale, (w + pad_w) * scale)
+    if tuple(out.shape[-2:]) != expected:
+        raise ValueError(f'network_t turned an LR image of {h + pad_h}x{w + pad_w} into '
+                         f'{out.shape[-2]}x{out.shape[-1]}, not {expected[0]}x{expected[1]}: the teacher\'s '
+                         f'scale must equal the student\'s (scale: {scale}); check network_t.upscale')
+    return out[..., :h * scale, :w * scale]
+
+
+def fill_cache(store, net_t, dataset, scale, device, rank=0, world_size=1, pad_multiple=1, logger=None):
+    """Compute the missing entries whose index is ``rank`` modulo ``world_size``.
+
+    ``dataset`` provides ``len()``, ``cache_key(i)`` and ``load_full_lq(i)`` (a CxHxW
+    tensor exactly as training reads it). Returns the number of entries computed here.
+    """
+    todo = [i for i in range(rank, len(dataset), world_size) if not store.has(dataset.cache_key(i))]
+    if logger and todo:
+        logger.info(f'Teacher cache {store.root}: computing {len(todo)} SR images (rank {rank}).')
+    for n, i in enumerate(todo, 1):
+        lq = dataset.load_full_lq(i).unsqueeze(0).to(device)
+        sr = teacher_sr(net_t, lq, scale, pad_multiple)[0].float().cpu().numpy().transpose(1, 2, 0)
+        if sr.shape[2] == 3:
+            sr = cv2.cvtColor(sr, cv2.COLOR_RGB2BGR)
+        store.put(dataset.cache_key(i), encode_png16(sr))
+        if logger and (n % 500 == 0 or n == len(todo)):
+            logger.info(f'Teacher cache: {n}/{len(todo)} done (rank {rank}).')
+    return len(todo)

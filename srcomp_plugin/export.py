@@ -1,0 +1,312 @@
+"""``srcomp export``: a trained network as ONNX or TorchScript, any input height and width.
+
+The network is built from an option file's ``network_g`` (or ``--network``) and loaded
+from a BasicSR checkpoint the way BasicSR loads one (``params``/``params_ema``, strict).
+SwinIR-family networks are switched to :mod:`srcomp_plugin.archs.swinir_fast_attention`,
+whose blocks (and ``SwinIRmini``'s padding) trace to shape-generic graphs: the batch,
+height and width of the exported model are dynamic. Both formats come from
+``torch.jit.trace`` (for ONNX via the TorchScript-based exporter, which needs only the
+``onnx`` package; ``pip install 'srcomp_plugin[onnx]'``).
+
+After writing the file the command checks it against PyTorch on input sizes other than
+the one traced (by default two, one not a multiple of the SwinIR window): TorchScript
+through ``torch.jit.load``, ONNX through ONNX Runtime when it is installed. A maximum
+absolute difference above ``--atol`` (1e-4) fails the command.
+
+Python users call :func:`export_network` and :func:`check_export` directly.
+"""
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import yaml
+
+from .archs.swinir_fast_attention import use_fused_attention
+from .measure.complexity import ProfileError, build_from_opt, window_of
+
+FORMATS = {'onnx': '.onnx', 'torchscript': '.pt'}
+DEFAULT_EXAMPLE_HW = (37, 45)  # traced at a size that is no multiple of the window: padding is in the graph
+DEFAULT_CHECK_HW = ((29, 51), (48, 64))
+
+
+class ExportError(ValueError):
+    """An export request that cannot be carried out; the message says why and what to change."""
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_network(opt_path, checkpoint=None, network_key='network_g', param_key=None):
+    """(network in eval mode, info dict) from an option file and a BasicSR checkpoint.
+
+    ``checkpoint`` defaults to the option file's ``path.pretrain_network_g`` (or the
+    ``pretrain_`` path of ``network_key``); ``param_key`` to its ``path.param_key_g``, else
+    ``params``, falling back to ``params`` when the checkpoint lacks the key, as BasicSR does.
+    """
+    opt_path = Path(opt_path)
+    try:
+        opt = yaml.safe_load(opt_path.read_text(encoding='utf-8'))
+    except OSError as err:
+        raise ExportError(f'cannot read option file {opt_path}: {err}') from err
+    except yaml.YAMLError as err:
+        raise ExportError(f'{opt_path} is not valid YAML: {err}') from err
+    if not isinstance(opt, dict) or not isinstance(opt.get(network_key), dict):
+        raise ExportError(f'{opt_path} has no "{network_key}" mapping with a "type" key; '
+                          'pick the network with --network')
+    suffix = network_key.split('_', 1)[-1]
+    paths = opt.get('path') or {}
+    checkpoint = checkpoint or paths.get(f'pretrain_network_{suffix}')
+    if not checkpoint:
+        raise ExportError(f'no checkpoint: pass --checkpoint or set path.pretrain_network_{suffix} in {opt_path}')
+    param_key = param_key or paths.get(f'param_key_{suffix}') or 'params'
+
+    net = build_from_opt(dict(opt[network_key]), where=f'{opt_path}: {network_key}')
+    state, used_key = _read_state_dict(Path(checkpoint), param_key)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ExportError(f'{checkpoint} does not fit {network_key} of {opt_path} '
+                          f'(type {opt[network_key]["type"]}): {err}') from err
+    net.eval()
+    info = {'opt': str(opt_path), 'network': network_key, 'arch': opt[network_key]['type'],
+            'checkpoint': str(checkpoint), 'param_key': used_key}
+    return net, info
+
+
+def _read_state_dict(path, param_key):
+    try:
+        loaded = torch.load(path, map_location='cpu', weights_only=True)
+    except FileNotFoundError:
+        raise ExportError(f'checkpoint {path} not found') from None
+    except Exception as err:  # noqa: BLE001  (unpickling errors have many types)
+        raise ExportError(f'cannot read checkpoint {path}: {err}') from err
+    if not isinstance(loaded, dict):
+        raise ExportError(f'checkpoint {path} holds a {type(loaded).__name__}, not a state dict')
+    used_key = None
+    if param_key in loaded and isinstance(loaded[param_key], dict):
+        loaded, used_key = loaded[param_key], param_key
+    elif 'params' in loaded and isinstance(loaded['params'], dict):
+        loaded, used_key = loaded['params'], 'params'  # BasicSR's fallback when params_ema is missing
+    if not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise ExportError(f'checkpoint {path} has neither "{param_key}" nor "params" and is no plain state dict '
+                          f'(keys: {", ".join(list(loaded)[:8])}); give the right --param-key')
+    # BasicSR strips the DataParallel/DDP prefix the same way.
+    state = {(k[7:] if k.startswith('module.') else k): v for k, v in loaded.items()}
+    return state, used_key
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def _example_input(net, hw, batch=1):
+    from .measure.complexity import input_channels
+
+    return torch.rand(batch, input_channels(net), *hw, generator=torch.Generator().manual_seed(0))
+
+
+def _trace(net, example):
+    with warnings.catch_warnings():
+        # torch.jit.trace is deprecated in favour of torch.export; it is still what both
+        # TorchScript files and the dependency-light ONNX exporter are made from.
+        warnings.simplefilter('ignore', FutureWarning)
+        warnings.simplefilter('ignore', DeprecationWarning)
+        with torch.no_grad():
+            return torch.jit.trace(net, example, check_trace=False)
+
+
+def export_network(net, path, fmt, example_hw=DEFAULT_EXAMPLE_HW, opset=17):
+    """Write ``net`` (eval mode) to ``path`` as ``fmt`` ('onnx' or 'torchscript'); returns ``path``.
+
+    SwinIR blocks are switched to the fused, traceable path first (in place; weights and
+    outputs unchanged). The batch, height and width axes of the file are dynamic.
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f'--format must be one of {", ".join(FORMATS)}, got {fmt!r}')
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = use_fused_attention(net).eval()
+    example = _example_input(net, _window_safe(example_hw, net))
+    if fmt == 'torchscript':
+        traced = _trace(net, example)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', FutureWarning)  # torch.jit.save is deprecated, still works
+            torch.jit.save(traced, str(path))
+        return path
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ExportError('ONNX export needs the onnx package: pip install "srcomp_plugin[onnx]" '
+                          '(or pip install onnx onnxruntime)') from None
+    axes = {0: 'batch', 2: 'height', 3: 'width'}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', FutureWarning)
+        warnings.simplefilter('ignore', DeprecationWarning)
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        with torch.no_grad():
+            torch.onnx.export(net, (example, ), str(path), dynamo=False, opset_version=opset, input_names=['lq'],
+                              output_names=['sr'], dynamic_axes={'lq': axes, 'sr': axes})
+    return path
+
+
+def _window_safe(hw, net):
+    """``hw`` raised to at least the window (reflect padding in the graph needs pad < size)."""
+    window = window_of(net)
+    return tuple(max(side, window) for side in hw)
+
+
+# ----------------------------------------------------------------------------- checking
+
+
+def onnxruntime_available():
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def load_runner(path, fmt, threads=None):
+    """A callable ``f(x: Tensor) -> Tensor`` running an exported file (TorchScript or ONNX Runtime)."""
+    if fmt == 'torchscript':
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', FutureWarning)  # torch.jit.load is deprecated, still works
+            module = torch.jit.load(str(path), map_location='cpu').eval()
+
+        def run(x):
+            with torch.no_grad():
+                return module(x)
+
+        return run
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+    name = session.get_inputs()[0].name
+
+    def run(x):
+        return torch.from_numpy(session.run(None, {name: x.detach().cpu().numpy()})[0])
+
+    return run
+
+
+def check_export(net, path, fmt, sizes=DEFAULT_CHECK_HW, atol=1e-4, batch=1):
+    """Compare an exported file with ``net`` on each (h, w) of ``sizes``; returns a list of dicts.
+
+    Each row: ``lr_hw``, ``out_shape``, ``max_abs_diff``, ``ok`` (``<= atol``). For ONNX
+    without ONNX Runtime installed, returns None (nothing could be run).
+    """
+    if fmt == 'onnx' and not onnxruntime_available():
+        return None
+    run = load_runner(path, fmt)
+    rows = []
+    net = net.eval()
+    for hw in sizes:
+        x = _example_input(net, _window_safe(hw, net), batch)
+        with torch.no_grad():
+            ref = net(x)
+        out = run(x)
+        diff = float((out - ref).abs().max()) if out.shape == ref.shape else float('inf')
+        rows.append({'lr_hw': list(x.shape[-2:]), 'out_shape': list(out.shape), 'max_abs_diff': diff,
+                     'ok': diff <= atol})
+    return rows
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _hw(text):
+    try:
+        h, w = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected HEIGHTxWIDTH such as 48x64, got {text!r}') from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f'sizes must be positive, got {text!r}')
+    return h, w
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog='srcomp export',
+        description='Export a network of an option file, with a BasicSR checkpoint, to ONNX or TorchScript '
+        '(dynamic batch, height and width), then check the file against PyTorch.')
+    parser.add_argument('-opt', required=True, metavar='OPT.yml', help='BasicSR option file with the network')
+    parser.add_argument('--checkpoint', metavar='CKPT.pth',
+                        help='BasicSR checkpoint (default: path.pretrain_network_g of the option file)')
+    parser.add_argument('--format', required=True, choices=sorted(FORMATS), help='file format')
+    parser.add_argument('--output', metavar='PATH',
+                        help='output file (default: the checkpoint path with .onnx / .pt as suffix)')
+    parser.add_argument('--network', default='network_g', help='network of the option file (default network_g)')
+    parser.add_argument('--param-key', help='checkpoint key of the weights (default: path.param_key_g, '
+                        'else params; params_ema falls back to params as in BasicSR)')
+    parser.add_argument('--example-size', type=_hw, default=DEFAULT_EXAMPLE_HW, metavar='HxW',
+                        help='LR size the graph is traced at (default 37x45)')
+    parser.add_argument('--check-size', type=_hw, action='append', metavar='HxW',
+                        help='LR size to compare the file with PyTorch at (repeatable; default 29x51 and 48x64)')
+    parser.add_argument('--atol', type=float, default=1e-4, help='largest accepted |file - PyTorch| (default 1e-4)')
+    parser.add_argument('--opset', type=int, default=17, help='ONNX opset (default 17)')
+    parser.add_argument('--no-check', action='store_true', help='write the file without checking it')
+    parser.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
+    return parser
+
+
+def run_export(args):
+    """Everything ``srcomp export`` does, as a dict (raises ExportError)."""
+    net, info = load_network(args.opt, args.checkpoint, args.network, args.param_key)
+    output = Path(args.output) if args.output else Path(info['checkpoint']).with_suffix(FORMATS[args.format])
+    start = time.perf_counter()
+    export_network(net, output, args.format, example_hw=args.example_size, opset=args.opset)
+    result = dict(info, format=args.format, output=str(output), bytes=output.stat().st_size,
+                  export_s=time.perf_counter() - start, atol=args.atol, checks=None, check_note=None)
+    if args.no_check:
+        result['check_note'] = 'not checked (--no-check)'
+    else:
+        rows = check_export(net, output, args.format, sizes=args.check_size or DEFAULT_CHECK_HW, atol=args.atol)
+        if rows is None:
+            result['check_note'] = ('not checked: onnxruntime is not installed '
+                                    '(pip install "srcomp_plugin[onnx]")')
+        else:
+            result['checks'] = rows
+    return result
+
+
+def format_table(result):
+    lines = [f'{result["arch"]} ({result["network"]} of {result["opt"]}, weights {result["param_key"] or "state dict"} '
+             f'of {result["checkpoint"]})',
+             f'-> {result["output"]}  [{result["format"]}, {result["bytes"] / 2**20:.2f} MiB, '
+             f'dynamic batch/height/width, {result["export_s"]:.1f} s]']
+    if result['checks'] is None:
+        lines.append(result['check_note'])
+    else:
+        runner = 'ONNX Runtime' if result['format'] == 'onnx' else 'torch.jit.load'
+        lines.append(f'check against PyTorch ({runner}), tolerance {result["atol"]:g}:')
+        lines.append(f'  {"LR size":<10} {"output":<18} {"max |diff|":>11}  ok')
+        for row in result['checks']:
+            size = 'x'.join(map(str, row['lr_hw']))
+            shape = 'x'.join(map(str, row['out_shape']))
+            lines.append(f'  {size:<10} {shape:<18} {row["max_abs_diff"]:>11.2e}  {"yes" if row["ok"] else "NO"}')
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        result = run_export(args)
+    except (ExportError, ProfileError) as err:
+        print(f'srcomp export: error: {err}', file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    if result['checks'] and not all(row['ok'] for row in result['checks']):
+        print(f'srcomp export: the exported file differs from PyTorch by more than {args.atol:g}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""Stage 3: ``DistillSRModel``, BasicSR's ``SRModel`` trained against a frozen teacher.
+
+Loss (method.md): ``L = distill(student(lq), teacher(lq)) + pixel(student(lq), gt)``, with
+``train.distill_opt`` defaulting to ``MultiLapLoss`` (weight 1.0) and ``train.pixel_opt``
+an L1 of weight 0.1 in the paper. Everything else (EMA, optimizer, scheduler, validation,
+checkpoints, resume, DDP of the student) is SRModel's.
+
+Options beyond SRModel's:
+
+* ``network_t``: the teacher architecture (any BasicSR/plugin arch, same scale as ``network_g``).
+* ``path.pretrain_network_t`` (required), ``path.param_key_t`` (default ``params``; falls back
+  to ``params`` as BasicSR does; ``~`` for a bare state dict), ``path.strict_load_t`` (default true).
+  They are recorded in ``experiments/<name>/teacher.json``, which ``--auto_resume`` reads back
+  (BasicSR's resume would otherwise point ``pretrain_network_t`` at a checkpoint that never exists).
+* ``train.distill_opt`` / ``train.pixel_opt``: either may be null, not both. Leaving
+  ``distill_opt`` out means MultiLapLoss; ``distill_opt: ~`` turns distillation off (no teacher).
+* ``train.teacher_cache`` (beyond the paper): ``{format: png|lmdb}`` or ``true``; see
+  ``srcomp_plugin/data/teacher_cache.py``. Needs ``datasets.train.type:
+  DistillPairedImageDataset`` and its ``dataroot_teacher``.
+
+The release's key names are accepted with a deprecation warning: ``tea_network_g`` ->
+``network_t``; ``tea_path`` (a path, or a dict with ``pretrain_network_g``, ``param_key_g``,
+``strict_load_g``) and ``path.tea_path`` -> ``path.*_t``; ``train.dis_opt`` -> ``distill_opt``;
+``train.stu_opt`` -> ``pixel_opt``.
+
+The teacher, unlike in the release, is frozen: built from ``network_t``, moved with
+``.to(device)`` only (never DDP), put in eval mode with ``requires_grad_(False)``, run under
+``torch.no_grad()``; it is not ``net_g``, so SRModel's optimizer, EMA and ``save`` never see it.
+``no_grad`` rather than ``inference_mode``: an inference-mode tensor cannot be saved for
+backward, so a distillation loss such as ``L1Loss`` (which saves its target) would need a
+copy of it; under ``no_grad`` there is neither graph nor copy.
+"""
+import json
+import os
+import os.path as osp
+from collections import OrderedDict
+from copy import deepcopy
+
+import torch
+from torch import distributed as dist
+
+from basicsr.archs import build_network
+from basicsr.losses import build_loss
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from ..data.distill_paired_dataset import DistillPairedImageDataset
+from ..data.teacher_cache import cache_fingerprint, fill_cache, open_cache
+
+DEFAULT_DISTILL_OPT = {'type': 'MultiLapLoss', 'loss_weight': 1.0}
+_PATH_ALIASES = {'pretrain_network_g': 'pretrain_network_t', 'param_key_g': 'param_key_t',
+                 'strict_load_g': 'strict_load_t'}
+
+
+def _move(container, old, new, where, logger):
+    if old not in container:
+        return
+    if container.get(new) is not None:
+        raise ValueError(f'{where}{old} and {where}{new} are both set; keep only {where}{new}')
+    logger.warning(f'Option {where}{old} is deprecated (the release\'s name); use {where}{new}.')
+    container[new] = container.pop(old)
+
+
+def apply_release_aliases(opt, logger=None):
+    """Rename the release's option keys to ours in place (with a deprecation warning)."""
+    logger = logger or get_root_logger()
+    _move(opt, 'tea_network_g', 'network_t', '', logger)
+    path_opt = opt.setdefault('path', {})
+    tea_path = opt.pop('tea_path', None)
+    if isinstance(tea_path, dict):
+        for old, new in _PATH_ALIASES.items():
+            if old in tea_path or new in tea_path:
+                key = old if old in tea_path else new
+                if path_opt.get(new) is not None:
+                    raise ValueError(f'tea_path.{key} and path.{new} are both set; keep only path.{new}')
+                path_opt[new] = tea_path[key]
+        logger.warning('Option tea_path is deprecated (the release\'s name); use path.pretrain_network_t, '
+                       'path.param_key_t and path.strict_load_t.')
+    elif tea_path is not None:
+        path_opt['tea_path'] = tea_path
+    _move(path_opt, 'tea_path', 'pretrain_network_t', 'path.', logger)
+    if path_opt.get('pretrain_network_t') is not None:
+        path_opt['pretrain_network_t'] = osp.expanduser(str(path_opt['pretrain_network_t']))
+    train_opt = opt.get('train')
+    if train_opt is not None:
+        _move(train_opt, 'dis_opt', 'distill_opt', 'train.', logger)
+        _move(train_opt, 'stu_opt', 'pixel_opt', 'train.', logger)
+    return opt
+
+
+@MODEL_REGISTRY.register()
+class DistillSRModel(SRModel):
+    """SRModel whose loss adds a distillation term against a frozen, pretrained teacher."""
+
+    def __init__(self, opt):
+        apply_release_aliases(opt)
+        super().__init__(opt)
+
+    def init_training_settings(self):
+        train_opt = self.opt['train']
+        if train_opt.get('perceptual_opt'):
+            raise ValueError('DistillSRModel does not use train.perceptual_opt; remove it (or use SRGANModel)')
+        if 'distill_opt' not in train_opt:
+            train_opt['distill_opt'] = dict(DEFAULT_DISTILL_OPT)
+            get_root_logger().info(f'train.distill_opt not given: using {DEFAULT_DISTILL_OPT}.')
+        if not train_opt['distill_opt'] and not train_opt.get('pixel_opt'):
+            raise ValueError('DistillSRModel needs train.distill_opt (loss to the teacher), train.pixel_opt (loss '
+                             'to the ground truth), or both; both are empty')
+
+        if train_opt.get('pixel_opt'):
+            super().init_training_settings()
+        else:
+            # SRModel refuses to train without a ground-truth loss, but distillation alone is
+            # valid. It sets up EMA, optimizer and scheduler against a view of the train options
+            # holding a placeholder pixel loss, which is dropped right after.
+            self.opt['train'] = dict(train_opt, pixel_opt={'type': 'L1Loss', 'loss_weight': 0.0})
+            try:
+                super().init_training_settings()
+            finally:
+                self.opt['train'] = train_opt
+            self.cri_pix = None
+
+        self.cri_distill = build_loss(train_opt['distill_opt']).to(self.device) if train_opt['distill_opt'] else None
+        self.net_t = self.build_teacher() if self.cri_distill is not None else None
+        self.teacher_output = None
+        self.use_teacher_cache = bool(train_opt.get('teacher_cache')) and self.cri_distill is not None
+        self._check_train_dataset()
+        if self.use_teacher_cache:
+            self.prepare_teacher_cache()
+            self.net_t = None  # every target now comes from the cache: free the teacher
+
+    def teacher_source(self):
+        """``path.pretrain_network_t``, ``param_key_t`` and ``strict_load_t``, kept across resumes.
+
+        On resume, BasicSR's ``check_resume`` points every ``path.pretrain_network_*`` at
+        ``models/net_*_<iter>.pth`` and turns ``params_ema`` keys into ``params``. The teacher
+        is never saved there, so the first run records its source in
+        ``<experiments_root>/teacher.json`` and a resumed run reads it back (unless
+        ``path.ignore_resume_networks`` lists ``network_t``, BasicSR's own opt-out).
+        """
+        path_opt = self.opt['path']
+        record = osp.join(path_opt['experiments_root'], 'teacher.json')
+        ignored = path_opt.get('ignore_resume_networks') or []
+        if path_opt.get('resume_state') and 'network_t' not in ignored:
+            if not osp.isfile(record):
+                raise FileNotFoundError(
+                    f'Resuming: BasicSR replaced path.pretrain_network_t by {path_opt.get("pretrain_network_t")} and '
+                    f'{record} (written by the first run) is missing; add "ignore_resume_networks: [network_t]" '
+                    'under path to load the teacher from path.pretrain_network_t.')
+            with open(record, encoding='utf-8') as f:
+                source = json.load(f)
+            get_root_logger().info(f'Resuming: teacher source read back from {record}.')
+            return source
+        if not path_opt.get('pretrain_network_t'):
+            raise ValueError('DistillSRModel needs path.pretrain_network_t: the pretrained teacher checkpoint '
+                             '(a BasicSR .pth with "params" or "params_ema")')
+        source = {'pretrain_network_t': osp.abspath(path_opt['pretrain_network_t']),
+                  'param_key_t': path_opt.get('param_key_t', 'params'),
+                  'strict_load_t': path_opt.get('strict_load_t', True)}
+        if self.opt.get('rank', 0) == 0:
+            os.makedirs(path_opt['experiments_root'], exist_ok=True)
+            with open(record, 'w', encoding='utf-8') as f:
+                json.dump(source, f, indent=1)
+        return source
+
+    def build_teacher(self):
+        """The frozen teacher from ``network_t`` and ``path.pretrain_network_t``."""
+        if not self.opt.get('network_t'):
+            raise ValueError('DistillSRModel needs network_t: the teacher architecture (e.g. type: EDSR, '
+                             'num_feat: 64, num_block: 16, upscale: <scale>)')
+        source = self.teacher_source()
+        load_path, param_key, strict = source['pretrain_network_t'], source['param_key_t'], source['strict_load_t']
+        self.opt['path'].update(source)
+        if not osp.isfile(load_path):
+            raise FileNotFoundError(f'path.pretrain_network_t: teacher checkpoint {load_path} does not exist')
+        net_t = build_network(self.opt['network_t']).to(self.device)
+        try:
+            self.load_network(net_t, load_path, strict, param_key)
+        except Exception as err:
+            raise RuntimeError(
+                f'path.pretrain_network_t: cannot load teacher checkpoint {load_path} into network_t '
+                f'({self.opt["network_t"].get("type")}) with param key {param_key!r}: {type(err).__name__}: {err}. '
+                'Check that network_t matches the checkpoint (or set path.strict_load_t: false) and '
+                'path.param_key_t (default "params"; ~ for a bare state dict).') from err
+        net_t.eval()
+        net_t.requires_grad_(False)
+        n_params = sum(p.numel() for p in net_t.parameters())
+        get_root_logger().info(f'Teacher network_t: {type(net_t).__name__} with {n_params:,d} parameters '
+                               f'(frozen) from {load_path}.')
+        return net_t
+
+    def _check_train_dataset(self):
+        train_set = self.opt.get('datasets', {}).get('train')
+        if train_set is None:
+            return
+        is_cache_set = train_set.get('type') == DistillPairedImageDataset.__name__
+        if self.use_teacher_cache and not is_cache_set:
+            raise ValueError('train.teacher_cache needs datasets.train.type: DistillPairedImageDataset (with '
+                             'dataroot_teacher), which crops the cached teacher image with the HR patch')
+        if is_cache_set and not self.use_teacher_cache:
+            raise ValueError('datasets.train.type DistillPairedImageDataset reads a teacher cache: set '
+                             'train.teacher_cache (and a distill_opt), or use PairedImageDataset')
+
+    def prepare_teacher_cache(self):
+        """Fill ``datasets.train.dataroot_teacher`` with the teacher's SR images (missing ones only)."""
+        cache_opt = self.opt['train']['teacher_cache']
+        cache_opt = cache_opt if isinstance(cache_opt, dict) else {}
+        dataset_opt = deepcopy(self.opt['datasets']['train'])
+        dataset = DistillPairedImageDataset(dataset_opt)
+        keys = [dataset.cache_key(i) for i in range(len(dataset))]
+        if len(set(keys)) != len(keys):
+            raise ValueError('train.teacher_cache: two training LR images share a file name; the cache is keyed '
+                             'by file name, so rename them or disable the cache')
+        path_opt = self.opt['path']
+        fingerprint = cache_fingerprint(path_opt['pretrain_network_t'], self.opt['network_t'],
+                                        path_opt.get('param_key_t', 'params'), self.opt['scale'],
+                                        dataset_opt['dataroot_lq'], keys)
+        rank, world_size = self.opt.get('rank', 0), self.opt.get('world_size', 1)
+        root = dataset.teacher_root
+        if rank == 0:
+            open_cache(root, fingerprint, cache_opt.get('format', 'png')).close()
+        self._barrier()
+        store = open_cache(root, fingerprint, cache_opt.get('format', 'png'))
+        pad = cache_opt.get('pad_multiple', self.opt['network_t'].get('window_size', 1))
+        fill_cache(store, self.net_t, dataset, self.opt['scale'], self.device, rank, world_size, pad,
+                   logger=get_root_logger())
+        store.close()
+        self._barrier()
+
+    def _barrier(self):
+        if self.opt.get('dist') and dist.is_initialized():
+            dist.barrier()
+
+    def feed_data(self, data):
+        super().feed_data(data)
+        self.teacher_output = data['teacher'].to(self.device) if 'teacher' in data else None
+
+    def teacher_targets(self):
+        """The teacher's SR output for ``self.lq``: cached, or one frozen forward."""
+        if self.use_teacher_cache:
+            if self.teacher_output is None:
+                raise RuntimeError('train.teacher_cache is set but the batch has no "teacher" image; use '
+                                   'datasets.train.type: DistillPairedImageDataset')
+            return self.teacher_output
+        with torch.no_grad():
+            return self.net_t(self.lq)
+
+    def _check_scale(self, target):
+        if target.shape != self.output.shape:
+            source = 'teacher cache' if self.use_teacher_cache else 'network_t'
+            raise ValueError(
+                f'The teacher\'s output {tuple(target.shape)} (from the {source}) differs from the student\'s '
+                f'{tuple(self.output.shape)} for an LR batch {tuple(self.lq.shape)}: network_t.upscale '
+                f'({self.opt["network_t"].get("upscale")}) and network_g.upscale '
+                f'({self.opt["network_g"].get("upscale")}) must both equal scale ({self.opt.get("scale")}).')
+
+    def optimize_parameters(self, current_iter):
+        # The teacher runs first, so its activations are freed before the student's graph exists.
+        target = self.teacher_targets() if self.cri_distill is not None else None
+        self.optimizer_g.zero_grad()
+        self.output = self.net_g(self.lq)
+
+        l_total = 0
+        loss_dict = OrderedDict()
+        if self.cri_distill is not None:
+            self._check_scale(target)
+            l_distill = self.cri_distill(self.output, target)
+            l_total += l_distill
+            loss_dict['l_distill'] = l_distill
+        if self.cri_pix is not None:
+            l_pix = self.cri_pix(self.output, self.gt)
+            l_total += l_pix
+            loss_dict['l_pix'] = l_pix
+        l_total.backward()
+        self.optimizer_g.step()
+
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
