@@ -29,8 +29,10 @@ from .stage_options import save_yaml
 BUDGETS = {
     # iterations per training run; 'default' fits ~15 min on 2 cores, 'quick' ~3 min. LR patches of
     # 32 give HR patches of 64/96/128, multiples of 16 as MultiLapLoss needs.
-    'default': {'teacher': 1000, 'prune': 200, 'student': 800, 'batch': 8, 'lr_patch': 32, 'print_freq': 50},
-    'quick': {'teacher': 40, 'prune': 10, 'student': 40, 'batch': 4, 'lr_patch': 32, 'print_freq': 10},
+    'default': {'teacher': 1000, 'prune': 200, 'student': 800, 'batch': 8, 'lr_patch': 32, 'print_freq': 50,
+                'ema_decay': 0.99},
+    'quick': {'teacher': 40, 'prune': 10, 'student': 40, 'batch': 4, 'lr_patch': 32, 'print_freq': 10,
+              'ema_decay': 0.9},
 }
 TEACHERS = {
     'edsr': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 32, 'num_block': 4, 'res_scale': 1,
@@ -51,8 +53,8 @@ def _dataset_opts(data, scale, batch, lr_patch):
     return {'train': train, 'val': val}
 
 
-def _schedule(iters, lr):
-    return {'total_iter': iters, 'warmup_iter': -1, 'ema_decay': 0.99,
+def _schedule(budget, iters, lr):
+    return {'total_iter': iters, 'warmup_iter': -1, 'ema_decay': budget['ema_decay'],
             'optim_g': {'type': 'Adam', 'lr': lr, 'weight_decay': 0, 'betas': [0.9, 0.999]},
             'scheduler': {'type': 'MultiStepLR', 'milestones': [max(1, int(iters * 0.8))], 'gamma': 0.5}}
 
@@ -71,7 +73,7 @@ def _train_opt(name, network, datasets, budget, iters, scale, lr=5e-4):
     return {'name': name, 'model_type': 'SRModel', 'scale': scale, 'num_gpu': 0, 'manual_seed': 0,
             'datasets': datasets, 'network_g': network,
             'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
-            'train': dict(_schedule(iters, lr), pixel_opt={'type': 'L1Loss', 'loss_weight': 1.0,
+            'train': dict(_schedule(budget, iters, lr), pixel_opt={'type': 'L1Loss', 'loss_weight': 1.0,
                                                             'reduction': 'mean'}),
             'val': {'val_freq': iters, 'save_img': False, 'metrics': _metrics(scale)},
             'logger': _logger(budget, iters)}
@@ -190,12 +192,12 @@ def run_demo(args):
         'name': tag, 'scale': scale, 'num_gpu': 0, 'manual_seed': 0,
         'teacher': {'network': teacher_net, 'checkpoint': str(teacher_ckpt), 'param_key': 'params_ema'},
         'datasets': datasets,
-        'prune': {'train': {'total_iter': budget['prune'], 'ema_decay': 0.99,
+        'prune': {'train': {'total_iter': budget['prune'], 'ema_decay': budget['ema_decay'],
                             'optim_g': {'lr': 5e-3, 'lambda_': 5e-3, 'epoch_size': 'auto', 'Np': 1},
                             'scheduler': {'milestones': [10 ** 9]}},
                   'val': {'val_freq': budget['prune']}, 'logger': _logger(budget, budget['prune'])},
         'compress': {'ratio': args.ratio, 'depth_keep': 0.5, 'init': 'scratch'},
-        'distill': {'datasets': datasets, 'train': _schedule(budget['student'], 5e-4),
+        'distill': {'datasets': datasets, 'train': _schedule(budget, budget['student'], 5e-4),
                     'val': {'val_freq': budget['student']}, 'logger': _logger(budget, budget['student'])},
     }
     pipeline = Pipeline(pipe, root=workdir, log=lambda m: print(m, flush=True))

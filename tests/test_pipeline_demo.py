@@ -1,0 +1,74 @@
+"""Issue 6: `srcomp demo --quick` end to end, and `srcomp pipeline` skipping finished
+stages and resuming an interrupted one (the demo's own pipeline, rerun)."""
+import re
+
+import pytest
+import torch
+
+from conftest import run_module
+
+NAME = 'demo_edsr_x2_quick'
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    work = tmp_path_factory.mktemp('demo')
+    proc = run_module('srcomp_plugin.cli', ['demo', '--quick', '--workdir', work, '--no-latency'], cwd=work,
+                      timeout=1200)
+    return work, proc.stdout + proc.stderr
+
+
+def _pipeline(work):
+    return run_module('srcomp_plugin.cli', ['pipeline', '-opt', work / 'experiments' / NAME / 'pipeline.yml'],
+                      cwd=work)
+
+
+@pytest.mark.slow
+def test_demo_quick_prints_the_comparison_table(demo):
+    work, out = demo
+    rows = {m.group(1): m.groups()[1:] for m in re.finditer(
+        r'^\| (bicubic|teacher|student from scratch|student via srcomp) \| ([^|]+) \| ([^|]+) \| [^|]+ \| '
+        r'([\d.]+) \| ([\d.]+) \|$', out, re.M)}
+    assert set(rows) == {'bicubic', 'teacher', 'student from scratch', 'student via srcomp'}
+    teacher_params = int(rows['teacher'][0].replace(',', ''))
+    student_params = int(rows['student via srcomp'][0].replace(',', ''))
+    assert rows['student from scratch'][0] == rows['student via srcomp'][0]
+    assert 0 < student_params <= 0.2 * teacher_params  # --ratio 0.2 is the demo's target
+    assert float(rows['student via srcomp'][1]) < float(rows['teacher'][1])  # fewer MACs
+    assert all(0 < float(r[2]) < 100 and 0 < float(r[3]) <= 1 for r in rows.values())
+    home = work / 'experiments' / NAME
+    for stage in ('prune', 'distill', 'test'):  # every generated option file is kept
+        assert (home / 'options' / f'{stage}.yml').is_file()
+    assert (work / 'experiments' / f'{NAME}_prune' / 'models' / 'sparsity_latest.json').is_file()
+    ckpt = torch.load(work / 'experiments' / f'{NAME}_distill' / 'models' / 'net_g_latest.pth', map_location='cpu')
+    assert set(ckpt) == {'params', 'params_ema'}
+
+
+@pytest.mark.slow
+def test_pipeline_rerun_skips_finished_stages(demo):
+    work, _ = demo
+    before = sorted(p.name for p in (work / 'experiments').iterdir())
+    out = _pipeline(work).stdout
+    for stage in ('prune', 'compress', 'distill', 'test'):
+        assert f'[srcomp pipeline] {stage}: already done, skipped' in out
+    assert sorted(p.name for p in (work / 'experiments').iterdir()) == before  # nothing archived or rerun
+
+
+@pytest.mark.slow
+def test_interrupted_stage_resumes(demo):
+    """A distill run killed after its last checkpoint has training states but no
+    net_g_latest.pth; the rerun skips prune and compress and resumes distill."""
+    work, _ = demo
+    exp = work / 'experiments' / f'{NAME}_distill'
+    (exp / 'models' / 'net_g_latest.pth').unlink()
+    for log in (work / 'results' / f'{NAME}_test').glob('test_*.log'):
+        log.unlink()
+    proc = _pipeline(work)
+    out = proc.stdout + proc.stderr
+    assert '[srcomp pipeline] prune: already done, skipped' in out
+    assert '[srcomp pipeline] compress: already done, skipped' in out
+    assert 'distill: unfinished experiment found, resuming (--auto_resume)' in out
+    assert 'Resuming training from epoch' in out
+    assert (exp / 'models' / 'net_g_latest.pth').is_file()
+    assert '[srcomp pipeline] test: done' in out
+    assert not list((work / 'experiments').glob(f'{NAME}_distill_archived_*'))
