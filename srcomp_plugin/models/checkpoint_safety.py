@@ -99,12 +99,18 @@ class CheckpointSafetyMixin:
         raise NonFiniteError(f'{what} at iteration {current_iter}; training stopped and nothing was saved over '
                              f'the existing checkpoints; {hint}.')
 
-    def optimize_parameters(self, current_iter):
-        super().optimize_parameters(current_iter)
-        bad = [k for k, v in self.log_dict.items() if isinstance(v, float) and not math.isfinite(v)]
+    def update_learning_rate(self, current_iter, warmup_iter=-1):
+        self._current_iter = current_iter  # BasicSR calls this once per iteration, before the step
+        super().update_learning_rate(current_iter, warmup_iter)
+
+    def reduce_loss_dict(self, loss_dict):
+        # Every model's optimize_parameters ends with this call, so one check covers them all.
+        log_dict = super().reduce_loss_dict(loss_dict)
+        bad = [k for k, v in log_dict.items() if not math.isfinite(v)]
         if bad:
-            self._stop_non_finite(f'non-finite loss ({", ".join(f"{k}={self.log_dict[k]}" for k in bad)})',
-                                  current_iter)
+            self._stop_non_finite(f'non-finite loss ({", ".join(f"{k}={log_dict[k]}" for k in bad)})',
+                                  getattr(self, '_current_iter', '?'))
+        return log_dict
 
     def save(self, epoch, current_iter):
         nets = [self.net_g] + ([self.net_g_ema] if hasattr(self, 'net_g_ema') else [])

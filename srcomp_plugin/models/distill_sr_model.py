@@ -47,6 +47,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..data.distill_paired_dataset import DistillPairedImageDataset
 from ..data.teacher_cache import cache_fingerprint, fill_cache, open_cache
+from .checkpoint_safety import CheckpointSafetyMixin
 
 DEFAULT_DISTILL_OPT = {'type': 'MultiLapLoss', 'loss_weight': 1.0}
 _PATH_ALIASES = {'pretrain_network_g': 'pretrain_network_t', 'param_key_g': 'param_key_t',
@@ -90,7 +91,7 @@ def apply_release_aliases(opt, logger=None):
 
 
 @MODEL_REGISTRY.register()
-class DistillSRModel(SRModel):
+class DistillSRModel(CheckpointSafetyMixin, SRModel):
     """SRModel whose loss adds a distillation term against a frozen, pretrained teacher."""
 
     def __init__(self, opt):
