@@ -22,6 +22,12 @@ What :class:`FusedSwinTransformerBlock` does instead:
   relative position bias as a ``(1, heads, n, n)`` mask broadcast over windows, and over
   the few border windows with bias + shift mask. Each window is computed once, so the
   multiply-adds (and MAC counts) are exactly BasicSR's.
+* **Training** (autograd on) keeps the gather and the interior/border split but computes
+  the attention core explicitly (q @ k^T + mask, softmax, @ v): PyTorch's CPU SDPA has no
+  fast backward when its mask (the trainable bias) needs a gradient.
+* **Export** (``torch.jit.trace``, used for TorchScript and ONNX) runs
+  :meth:`FusedSwinTransformerBlock.forward_traceable`, BasicSR's roll/partition algorithm
+  with the shift mask computed from the traced sizes, so exported graphs take any size.
 
 Parameters and buffers are untouched (``relative_position_bias_table``,
 ``relative_position_index``, ``attn_mask`` keep their names and values), so state dicts
@@ -41,6 +47,18 @@ import functools
 import torch
 import torch.nn.functional as F
 from basicsr.archs.swinir_arch import SwinTransformerBlock, WindowAttention
+
+def _linear_pointwise_op():
+    """oneDNN's fused linear (+ pointwise op) that PyTorch's CPU compiler uses, when this build has it."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        return torch.ops.mkldnn._linear_pointwise
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_LINEAR_POINTWISE = _linear_pointwise_op()
 
 # BasicSR's shift mask value (not -inf: it is added to logits before the softmax).
 _MASK_VALUE = -100.0
@@ -84,9 +102,17 @@ class FusedWindowAttention(WindowAttention):
         remaining windows (the border windows of each image in turn), or None when every
         window is interior (non-shifted block).
         """
+        return self.proj_drop(self.proj(self.attention_core(x, num_interior, border_mask)))
+
+    def attention_core(self, x, num_interior, border_mask=None, qkv=None):
+        """:meth:`forward_windows` without the output projection: (windows, n, c) before ``proj``.
+
+        ``qkv`` may give the already computed ``self.qkv(x)`` (the block's fused linear).
+        """
         b_, n, c = x.shape
         heads = self.num_heads
-        q, k, v = self.qkv(x).view(b_, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4).unbind(0)
+        qkv = self.qkv(x) if qkv is None else qkv
+        q, k, v = qkv.view(b_, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4).unbind(0)
         bias = self.relative_bias(q.dtype)
         if num_interior == b_:
             out = self._attend(q, k, v, bias)
@@ -99,7 +125,7 @@ class FusedWindowAttention(WindowAttention):
                 out = torch.cat([self._attend(q[:num_interior], k[:num_interior], v[:num_interior], bias), border])
             else:
                 out = border
-        return self.proj_drop(self.proj(out.reshape(b_, n, c)))
+        return out.reshape(b_, n, c)
 
     def forward(self, x, mask=None):
         """BasicSR's contract: ``x`` (num_windows*b, n, c), ``mask`` (num_windows, n, n) or None."""
@@ -127,6 +153,8 @@ class FusedSwinTransformerBlock(SwinTransformerBlock):
         b, length, c = x.shape
         geometry = window_geometry(b, h, w, self.window_size, self.shift_size, x.device)
         n = self.window_size * self.window_size
+        if self._can_fuse_linears(x):
+            return self._forward_inference(x, geometry, n)
 
         shortcut = x
         windows = self.norm1(x).reshape(b * length, c).index_select(0, geometry.order).view(-1, n, c)
@@ -134,6 +162,31 @@ class FusedSwinTransformerBlock(SwinTransformerBlock):
         attn = attn.view(b * length, c).index_select(0, geometry.inverse).view(b, length, c)
         x = shortcut + self.drop_path(attn)
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def _can_fuse_linears(self, x):
+        """Inference on CPU in float32 with oneDNN's fused linear available and BasicSR's MLP."""
+        return (_LINEAR_POINTWISE is not None and not self.training and not torch.is_grad_enabled()
+                and x.device.type == 'cpu' and x.dtype == torch.float32 and not torch.is_autocast_enabled('cpu')
+                and type(self.mlp.act) is torch.nn.GELU and self.mlp.act.approximate == 'none')
+
+    def _forward_inference(self, x, geometry, n):
+        """The block with the residual stream in window order and oneDNN-fused linears.
+
+        Every step is token-wise except attention, so the whole block can run in window
+        order between one gather in and one gather out; oneDNN then fuses each linear
+        with what follows it (qkv bias; proj bias + residual; fc1 bias + GELU; fc2 bias +
+        residual), saving a pass over the token tensor per fusion.
+        """
+        b, length, c = x.shape
+        attn, mlp = self.attn, self.mlp
+        stream = x.reshape(b * length, c).index_select(0, geometry.order)
+        normed = self.norm1(stream)
+        qkv = _LINEAR_POINTWISE(normed, attn.qkv.weight, attn.qkv.bias, 'none', [], '')
+        core = attn.attention_core(normed.view(-1, n, c), geometry.num_interior, geometry.border_mask, qkv=qkv)
+        stream = _LINEAR_POINTWISE.binary(core.view(-1, c), stream, attn.proj.weight, attn.proj.bias, 'add')
+        hidden = _LINEAR_POINTWISE(self.norm2(stream), mlp.fc1.weight, mlp.fc1.bias, 'gelu', [], 'none')
+        stream = _LINEAR_POINTWISE.binary(hidden, stream, mlp.fc2.weight, mlp.fc2.bias, 'add')
+        return stream.index_select(0, geometry.inverse).view(b, length, c)
 
     def forward_traceable(self, x, x_size):
         """BasicSR's algorithm (roll, partition, dense shift mask) in shape-generic tensor ops.

@@ -31,8 +31,8 @@ class DistillPairedImageDataset(PairedImageDataset):
         unsupported = [k for k in ('mean', 'std', 'color') if opt.get(k) is not None]
         if unsupported:
             raise ValueError(f'DistillPairedImageDataset does not support {", ".join(unsupported)}: the cache '
-                             'stores the teacher output as an image in [0, 1]; use PairedImageDataset with a live '
-                             'teacher instead')
+                             'holds the teacher\'s RGB output for unnormalised images; use PairedImageDataset with '
+                             'a live teacher instead')
         self.teacher_root = osp.expanduser(str(opt['dataroot_teacher']))
         self.teacher_store = TeacherCacheStore(self.teacher_root)
 

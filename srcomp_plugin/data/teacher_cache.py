@@ -15,7 +15,10 @@ Storage, in the folder ``datasets.train.dataroot_teacher``:
   without extension; BasicSR's LMDB key for LMDB datasets).
 * ``format: lmdb``: the same PNG bytes in ``teacher.lmdb`` under the same keys.
 
-Approximations, both measured in the closing note and bounded in the tests:
+"Full image" means one training file: with BasicSR's DIV2K sub-images (480x480 HR crops)
+the teacher sees each sub-image whole, not the original 2K picture.
+
+Approximations (``benchmarks/teacher_cache_effect.py`` measures them; the tests bound 1 and 3):
 
 1. Patch borders: the live teacher sees only the LR patch and pads at its edge, the cached
    one saw the whole image. Targets agree exactly (to PNG precision) farther than the
@@ -23,7 +26,10 @@ Approximations, both measured in the closing note and bounded in the tests:
 2. Flips/rotations: the cache holds ``flip(teacher(lq))``, the live teacher computes
    ``teacher(flip(lq))``; a CNN is not exactly flip-equivariant, so these differ slightly
    everywhere. Both are the teacher's prediction of the same flipped HR patch.
-3. Storage: values are clamped to [0, 1] and rounded to 1/65535 (at most 7.7e-6 off).
+3. Storage: 16-bit codes cover [-0.5, 1.5], not [0, 1], because SR networks overshoot
+   at edges and highlights (0.56% of a small EDSR teacher's pixels fell outside [0, 1],
+   by up to 0.23); values are rounded to 2/65535 (at most 1.6e-5 off, about 1/250 of an
+   8-bit step). The PNGs are therefore not meant for viewing: code = (value + 0.5) / 2 * 65535.
 """
 import hashlib
 import json
@@ -36,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 META_FILE = 'teacher_cache.json'
+VALUE_RANGE = (-0.5, 1.5)
 LMDB_DIR = 'teacher.lmdb'
 FORMATS = ('png', 'lmdb')
 
@@ -49,23 +56,25 @@ def cache_key(lq_path):
     return osp.splitext(osp.basename(str(lq_path)))[0]
 
 
-def encode_png16(img):
-    """HxWxC float image in [0, 1] (BGR, as OpenCV writes) -> 16-bit PNG bytes (clamped, rounded)."""
-    img16 = np.round(np.clip(img, 0., 1.) * 65535.).astype(np.uint16)
+def encode_png16(img, value_range=VALUE_RANGE):
+    """HxWxC float image (BGR, as OpenCV writes) -> 16-bit PNG bytes, ``value_range`` mapped to 0..65535."""
+    lo, hi = value_range
+    img16 = np.round((np.clip(img, lo, hi) - lo) * (65535. / (hi - lo))).astype(np.uint16)
     ok, buf = cv2.imencode('.png', img16)
     if not ok:
         raise TeacherCacheError('OpenCV could not encode a teacher output as 16-bit PNG')
     return buf.tobytes()
 
 
-def decode_png16(content, where):
-    """16-bit PNG bytes -> HxWxC float32 image in [0, 1] (BGR), like BasicSR's ``imfrombytes``."""
+def decode_png16(content, where, value_range=VALUE_RANGE):
+    """16-bit PNG bytes -> HxWxC float32 image (BGR), the inverse of ``encode_png16``."""
     img = cv2.imdecode(np.frombuffer(content, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None or img.dtype != np.uint16:
         raise TeacherCacheError(f'{where}: not a 16-bit PNG written by the teacher cache')
     if img.ndim == 2:
         img = img[..., None]
-    return img.astype(np.float32) / 65535.
+    lo, hi = value_range
+    return img.astype(np.float32) * np.float32((hi - lo) / 65535.) + np.float32(lo)
 
 
 def file_sha256(path, chunk=1 << 20):
@@ -105,14 +114,16 @@ class TeacherCacheStore:
     environment must not cross a fork.
     """
 
-    def __init__(self, root, fmt=None):
+    def __init__(self, root, fmt=None, value_range=None):
         self.root = str(root)
         self.fmt = fmt
+        self.value_range = value_range
         self._env = None
 
     def _format(self):
-        if self.fmt is None:
-            self.fmt = read_meta(self.root)['format']
+        if self.fmt is None or self.value_range is None:
+            meta = read_meta(self.root)
+            self.fmt, self.value_range = meta['format'], tuple(meta['value_range'])
         return self.fmt
 
     def _lmdb(self, write):
@@ -156,7 +167,7 @@ class TeacherCacheStore:
                 txn.put(key.encode(), content)
 
     def get(self, key):
-        """The cached SR image for ``key`` as HxWxC float32 BGR in [0, 1]."""
+        """The cached SR image for ``key`` as HxWxC float32 BGR (values as the teacher gave them)."""
         if self._format() == 'png':
             path = osp.join(self.root, f'{key}.png')
             if not osp.isfile(path):
@@ -164,12 +175,12 @@ class TeacherCacheStore:
                                         'rebuild it, or set train.teacher_cache so DistillSRModel fills it in')
             with open(path, 'rb') as f:
                 content = f.read()
-            return decode_png16(content, path)
+            return decode_png16(content, path, self.value_range)
         with self._lmdb(write=False).begin() as txn:
             content = txn.get(key.encode())
         if content is None:
             raise TeacherCacheError(f'teacher cache {self.root}/{LMDB_DIR}: no key {key}')
-        return decode_png16(content, f'{self.root}/{LMDB_DIR}[{key}]')
+        return decode_png16(content, f'{self.root}/{LMDB_DIR}[{key}]', self.value_range)
 
 
 def open_cache(root, fingerprint, fmt):
@@ -180,17 +191,20 @@ def open_cache(root, fingerprint, fmt):
     meta_path = osp.join(root, META_FILE)
     if osp.isfile(meta_path):
         meta = read_meta(root)
-        if meta.get('fingerprint') != fingerprint or meta.get('format') != fmt:
+        stored_range = tuple(meta.get('value_range', ()))
+        if meta.get('fingerprint') != fingerprint or meta.get('format') != fmt or stored_range != VALUE_RANGE:
             changed = sorted(k for k in fingerprint if meta.get('fingerprint', {}).get(k) != fingerprint[k])
             if meta.get('format') != fmt:
                 changed.append('format')
+            if stored_range != VALUE_RANGE:
+                changed.append('value_range')
             raise TeacherCacheError(
                 f'datasets.train.dataroot_teacher: the teacher cache in {root} was made from a different '
                 f'{", ".join(changed)}. Delete that folder to rebuild it, or point dataroot_teacher elsewhere.')
     else:
         with open(meta_path, 'w', encoding='utf-8') as f:
-            json.dump({'format': fmt, 'fingerprint': fingerprint}, f, indent=1)
-    return TeacherCacheStore(root, fmt)
+            json.dump({'format': fmt, 'value_range': list(VALUE_RANGE), 'fingerprint': fingerprint}, f, indent=1)
+    return TeacherCacheStore(root, fmt, VALUE_RANGE)
 
 
 @torch.inference_mode()

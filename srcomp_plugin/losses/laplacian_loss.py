@@ -8,14 +8,15 @@ Definitions (all from the paper's release, restated in ``shared/method.md``):
   ``down`` becomes the next ``current``. Five levels: four band-pass levels and, last, the
   image reduced four times.
 * ``Lap(a, b) = sum_i 2**i * mean|A_i - B_i|`` over the levels ``i = 0..4``.
-* ``MultiLap(p, t) = Lap(p - G(p), t - G(t)) + Lap(p, t)``: the second term adds the
-  high-frequency residual of each image, which the plain pyramid weights least.
+* ``MultiLap(p, t) = Lap(p - G(p), t - G(t)) + Lap(p, t)``: the first term is the pyramid
+  of each image's high-frequency residual, the detail the plain pyramid weights least.
 
 Every step above is linear in the image, so ``A_i - B_i`` is the pyramid of ``a - b``: we
-build one pyramid on the difference instead of two (half the work, same value). Blur +
-pool and zero-insertion + blur are evaluated as strided (transposed) convolutions, which
-skip the discarded and the zero samples: the same values (``tests/test_laplacian_loss.py``
-checks them against a plain NumPy reference), about a third of the time on CPU.
+build one pyramid on the difference instead of two (half the work, same value), and
+MultiLap's two pyramids run as one over the stacked channels. Blur + pool and
+zero-insertion + blur are evaluated as strided (transposed) convolutions, which skip the
+discarded and the zero samples: the same values (``tests/test_laplacian_loss.py`` checks
+them against a plain NumPy reference), about 30% faster on CPU.
 
 Sizes: the four 2x2 reductions need height and width divisible by 16, and the reflect
 padding of the coarsest blur needs at least 3 pixels there, so sizes must be multiples of

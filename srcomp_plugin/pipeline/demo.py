@@ -45,9 +45,9 @@ TEACHERS = {
 
 def _dataset_opts(data, scale, batch, lr_patch):
     train = {'name': 'skimage_train', 'type': 'PairedImageDataset', 'dataroot_gt': str(data['train_gt']),
-             'dataroot_lq': str(data['train_lq']), 'filename_tmpl': f'{{}}x{scale}', 'io_backend': {'type': 'disk'},
+             'dataroot_lq': str(data['train_lq']), 'filename_tmpl': '{}', 'io_backend': {'type': 'disk'},
              'gt_size': lr_patch * scale, 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0,
-             'batch_size_per_gpu': batch, 'dataset_enlarge_ratio': 100, 'prefetch_mode': None}
+             'batch_size_per_gpu': batch, 'dataset_enlarge_ratio': 20, 'prefetch_mode': None}
     val = {'name': 'skimage_val', 'type': 'PairedImageDataset', 'dataroot_gt': str(data['val_gt']),
            'dataroot_lq': str(data['val_lq']), 'filename_tmpl': f'{{}}x{scale}', 'io_backend': {'type': 'disk'}}
     return {'train': train, 'val': val}
