@@ -153,3 +153,36 @@ def run_torchrun(nproc, module, args, cwd, env=None, timeout=600, check=True):
     return run_module('torch.distributed.run', [f'--nproc_per_node={nproc}', f'--master_port={port}', '-m', module,
                                                 *args, '--launcher', 'pytorch'],
                       cwd, env=env, timeout=timeout, check=check)
+
+
+@pytest.fixture(scope='session')
+def random_teacher(tmp_path_factory):
+    """A randomly initialised EDSR f12b1 x2 checkpoint (``params``): a teacher for KD plumbing tests."""
+    import torch
+
+    import srcomp_plugin  # noqa: F401
+    from basicsr.archs.edsr_arch import EDSR
+
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp('random_teacher') / 'teacher.pth'
+    torch.save({'params': EDSR(3, 3, num_feat=12, num_block=1, upscale=2).state_dict()}, path)
+    return path
+
+
+def use_obproxsg(opt, lr=1e-2, lambda_=1e-2, epoch_size=1, Np=2):
+    """Turn a tiny option dict into a stage-1 (SparseSRModel + OBProxSG) one."""
+    opt['model_type'] = 'SparseSRModel'
+    opt['train']['optim_g'] = {'type': 'OBProxSG', 'lr': lr, 'lambda_': lambda_, 'epoch_size': epoch_size,
+                               'Np': Np, 'No': 'inf', 'eps': 1e-4}
+    opt['train']['sparsity'] = {'regularize': 'all', 'measure': ['body.*.weight']}
+    return opt
+
+
+def use_teacher(opt, teacher):
+    """Turn a tiny option dict into a stage-3 (DistillSRModel) one with ``random_teacher``."""
+    opt['model_type'] = 'DistillSRModel'
+    opt['network_t'] = dict(opt['network_g'], num_feat=12)
+    opt['path']['pretrain_network_t'] = str(teacher)
+    opt['train']['distill_opt'] = {'type': 'MultiLapLoss', 'loss_weight': 1.0}
+    opt['train']['pixel_opt'] = {'type': 'L1Loss', 'loss_weight': 0.1}
+    return opt

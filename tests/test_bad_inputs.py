@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import srcomp_plugin  # noqa: F401
-from conftest import HR_SIZE, run_module, tiny_train_opt, write_opt
+from conftest import HR_SIZE, run_module, tiny_train_opt, use_obproxsg, write_opt
 
 
 def _fails(tmp_path, opt, name='bad'):
@@ -26,9 +26,7 @@ def _fails(tmp_path, opt, name='bad'):
 
 
 def _sparse(sr_dataset, name, **kw):
-    opt = tiny_train_opt(sr_dataset, name, model_type='SparseSRModel', **kw)
-    opt['train']['optim_g'] = {'type': 'OBProxSG', 'lr': 1e-2, 'lambda_': 1e-2, 'epoch_size': 'auto', 'Np': 1}
-    return opt
+    return use_obproxsg(tiny_train_opt(sr_dataset, name, **kw), epoch_size='auto', Np=1)
 
 
 @pytest.mark.parametrize('section, key, value, expected', [

@@ -10,43 +10,28 @@ DDP averages gradients over ranks, which equals the mean over the 2b batch.
 import pytest
 import torch
 
-from conftest import HR_SIZE, run_module, run_torchrun, tiny_train_opt, write_opt
+from conftest import HR_SIZE, run_module, run_torchrun, tiny_train_opt, use_obproxsg, use_teacher, write_opt
 
 MODELS = ('SRModel', 'SparseSRModel', 'DistillSRModel')
 
 
-def _opt(sr_dataset, name, model_type, batch, teacher=None):
+def _opt(sr_dataset, name, model_type, batch, teacher):
     opt = tiny_train_opt(sr_dataset, name, model_type=model_type, total_iter=4)
     train = opt['datasets']['train']
     train.update(gt_size=HR_SIZE, use_hflip=False, use_rot=False, batch_size_per_gpu=batch)
     opt['val']['val_freq'] = 1000
     opt['logger']['save_checkpoint_freq'] = 2
     if model_type == 'SparseSRModel':
-        opt['train']['optim_g'] = {'type': 'OBProxSG', 'lr': 1e-2, 'lambda_': 1e-2, 'epoch_size': 1, 'Np': 2,
-                                   'No': 'inf', 'eps': 1e-4}
-        opt['train']['sparsity'] = {'regularize': 'all', 'measure': ['body.*.weight']}
+        use_obproxsg(opt)
     if model_type == 'DistillSRModel':
-        opt['network_t'] = dict(opt['network_g'], num_feat=12)
-        opt['path']['pretrain_network_t'] = str(teacher)
-        opt['train']['distill_opt'] = {'type': 'MultiLapLoss', 'loss_weight': 1.0}
-        opt['train']['pixel_opt'] = {'type': 'L1Loss', 'loss_weight': 0.1}
+        use_teacher(opt, teacher)
     return opt
-
-
-@pytest.fixture(scope='module')
-def teacher(tmp_path_factory):
-    import srcomp_plugin  # noqa: F401
-    from basicsr.archs.edsr_arch import EDSR
-
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp('ddp_teacher') / 'teacher.pth'
-    torch.save({'params': EDSR(3, 3, num_feat=12, num_block=1, upscale=2).state_dict()}, path)
-    return path
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('model_type', MODELS)
-def test_two_processes_match_one_process_with_double_batch(sr_dataset, tmp_path, teacher, model_type):
+def test_two_processes_match_one_process_with_double_batch(sr_dataset, tmp_path, random_teacher, model_type):
+    teacher = random_teacher
     single = write_opt(tmp_path / 'single.yml', _opt(sr_dataset, 'single', model_type, batch=2, teacher=teacher))
     run_module('srcomp_plugin.train', ['-opt', single], cwd=tmp_path)
     ddp = write_opt(tmp_path / 'ddp.yml', _opt(sr_dataset, 'ddp', model_type, batch=1, teacher=teacher))

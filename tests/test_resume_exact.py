@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import torch
 
-from conftest import run_module, tiny_train_opt, write_opt
+from conftest import run_module, tiny_train_opt, use_obproxsg, use_teacher, write_opt
 
 TOTAL, KILL_AT = 8, 3  # 4 images, batch 2: 2 iterations per epoch, so iteration 3 is mid-epoch
 
@@ -49,34 +49,16 @@ KILLER = textwrap.dedent('''
 
 
 def _sparse_opt(sr_dataset, name):
-    opt = tiny_train_opt(sr_dataset, name, model_type='SparseSRModel', total_iter=TOTAL)
-    opt['train']['optim_g'] = {'type': 'OBProxSG', 'lr': 1e-2, 'lambda_': 5e-2, 'epoch_size': 2, 'Np': 2,
-                               'No': 'inf', 'eps': 1e-4}  # Prox-SG steps 1-4, orthant steps 5-8
-    opt['train']['sparsity'] = {'regularize': 'all', 'measure': ['body.*.weight']}
-    return opt
+    # Prox-SG steps 1-4, orthant steps 5-8
+    return use_obproxsg(tiny_train_opt(sr_dataset, name, total_iter=TOTAL), lambda_=5e-2, epoch_size=2, Np=2)
 
 
 def _distill_opt(sr_dataset, name, teacher, cache_dir=None):
-    opt = tiny_train_opt(sr_dataset, name, model_type='DistillSRModel', total_iter=TOTAL)
-    opt['network_t'] = dict(opt['network_g'], num_feat=12)
-    opt['path']['pretrain_network_t'] = str(teacher)
-    opt['train']['distill_opt'] = {'type': 'MultiLapLoss', 'loss_weight': 1.0}
-    opt['train']['pixel_opt'] = {'type': 'L1Loss', 'loss_weight': 0.1}
+    opt = use_teacher(tiny_train_opt(sr_dataset, name, total_iter=TOTAL), teacher)
     if cache_dir is not None:
         opt['datasets']['train'].update(type='DistillPairedImageDataset', dataroot_teacher=str(cache_dir))
         opt['train']['teacher_cache'] = {'format': 'png'}
     return opt
-
-
-@pytest.fixture(scope='module')
-def teacher(tmp_path_factory):
-    import srcomp_plugin  # noqa: F401
-    from basicsr.archs.edsr_arch import EDSR
-
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp('resume_teacher') / 'teacher.pth'
-    torch.save({'params': EDSR(3, 3, num_feat=12, num_block=1, upscale=2).state_dict()}, path)
-    return path
 
 
 def _assert_same(a, b, where=''):
@@ -133,6 +115,6 @@ def test_sparse_model_kill_and_resume_is_exact(sr_dataset, tmp_path, mode):
 
 @pytest.mark.slow
 @pytest.mark.parametrize('cache', [False, True], ids=['live_teacher', 'teacher_cache'])
-def test_distill_model_kill_and_resume_is_exact(sr_dataset, tmp_path, teacher, cache):
+def test_distill_model_kill_and_resume_is_exact(sr_dataset, tmp_path, random_teacher, cache):
     cache_dir = tmp_path / 'cache' if cache else None
-    _run_pair(tmp_path, lambda name: _distill_opt(sr_dataset, name, teacher, cache_dir), 'after')
+    _run_pair(tmp_path, lambda name: _distill_opt(sr_dataset, name, random_teacher, cache_dir), 'after')

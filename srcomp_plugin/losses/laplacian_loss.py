@@ -103,6 +103,16 @@ class _LaplacianPyramidL1(nn.Module):
         up = F.conv_transpose2d(x, (4 * self.kernel.to(x.dtype)).expand(c, 1, 5, 5), stride=2, groups=c)
         return up[..., 4:4 + 2 * h, 4:4 + 2 * w]
 
+    def forward(self, pred, target, weight=None, **kwargs):
+        if weight is not None:
+            raise ValueError(f'{type(self).__name__} does not support per-pixel weights')
+        self._check_size(pred, target)
+        return self.loss_weight * self._loss(pred - target)
+
+    def _loss(self, diff):
+        """The unweighted loss of the difference image ``pred - target`` (linear pyramid)."""
+        raise NotImplementedError
+
     def _pyramid_l1(self, diff):
         """``sum_i 2**i * mean|level_i(diff)|``, the pyramid term of a difference image."""
         total = diff.new_zeros(())
@@ -123,11 +133,8 @@ class LaplacianLoss(_LaplacianPyramidL1):
         num_levels (int): pyramid levels, the last being the reduced image. Default 5.
     """
 
-    def forward(self, pred, target, weight=None, **kwargs):
-        if weight is not None:
-            raise ValueError(f'{type(self).__name__} does not support per-pixel weights')
-        self._check_size(pred, target)
-        return self.loss_weight * self._pyramid_l1(pred - target)
+    def _loss(self, diff):
+        return self._pyramid_l1(diff)
 
 
 @LOSS_REGISTRY.register()
@@ -139,12 +146,8 @@ class MultiLapLoss(_LaplacianPyramidL1):
         num_levels (int): pyramid levels, the last being the reduced image. Default 5.
     """
 
-    def forward(self, pred, target, weight=None, **kwargs):
-        if weight is not None:
-            raise ValueError(f'{type(self).__name__} does not support per-pixel weights')
-        self._check_size(pred, target)
-        diff = pred - target
+    def _loss(self, diff):
         high_pass = diff - self._blur(diff)
         # Both pyramids in one pass over twice the channels: each level's mean over the
         # stack is the average of the two means (equal sizes), hence the factor 2.
-        return self.loss_weight * 2 * self._pyramid_l1(torch.cat([high_pass, diff], dim=1))
+        return 2 * self._pyramid_l1(torch.cat([high_pass, diff], dim=1))
