@@ -280,3 +280,25 @@ def test_release_option_files(student, scale):
         n_student = sum(p.numel() for p in build_network(opt['network_g']).parameters())
         n_teacher = sum(p.numel() for p in build_network(opt['network_t']).parameters())
         assert (n_student, n_teacher) == RELEASE_PARAMS_X2[student]
+
+
+def test_fast_teacher_options_give_close_float32_targets(sr_dataset, teacher_ckpt, tmp_path, monkeypatch):
+    """train.teacher_precision: bf16 / teacher_channels_last: float32 targets close to the fp32 teacher's."""
+    exact = build_model(parsed(tiny_opt(sr_dataset, teacher_ckpt, 'kd_fp32'), tmp_path, monkeypatch))
+    fast_opt = tiny_opt(sr_dataset, teacher_ckpt, 'kd_bf16')
+    fast_opt['train'].update(teacher_precision='bf16', teacher_channels_last=True)
+    fast = build_model(parsed(fast_opt, tmp_path, monkeypatch))
+    batch = next(iter(batches(parsed(fast_opt, tmp_path, monkeypatch), 1)))
+    exact.feed_data(batch)
+    fast.feed_data(batch)
+    a, b = exact.teacher_targets(), fast.teacher_targets()
+    assert b.dtype == torch.float32 and b.shape == a.shape
+    mse = float(((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).mean())
+    assert 0 < mse and 10 * np.log10(1 / mse) > 35  # bf16 changes the values, but only slightly
+    fast.optimize_parameters(1)
+    assert set(fast.get_current_log()) == {'l_distill', 'l_pix'}
+
+    bad = tiny_opt(sr_dataset, teacher_ckpt, 'kd_fp8')
+    bad['train']['teacher_precision'] = 'fp8'
+    with pytest.raises(ValueError, match="train.teacher_precision must be fp32 or bf16, got 'fp8'"):
+        build_model(parsed(bad, tmp_path, monkeypatch))
