@@ -27,6 +27,7 @@ import yaml
 
 from .archs.swinir_fast_attention import use_fused_attention
 from .measure.complexity import ProfileError, build_from_opt, window_of
+from .measure.profile_cli import parse_hw
 
 FORMATS = {'onnx': '.onnx', 'torchscript': '.pt'}
 DEFAULT_EXAMPLE_HW = (37, 45)  # traced at a size that is no multiple of the window: padding is in the graph
@@ -221,16 +222,6 @@ def check_export(net, path, fmt, sizes=DEFAULT_CHECK_HW, atol=1e-4, batch=1):
 # ----------------------------------------------------------------------------- CLI
 
 
-def _hw(text):
-    try:
-        h, w = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected HEIGHTxWIDTH such as 48x64, got {text!r}') from None
-    if h < 1 or w < 1:
-        raise argparse.ArgumentTypeError(f'sizes must be positive, got {text!r}')
-    return h, w
-
-
 def build_parser():
     parser = argparse.ArgumentParser(
         prog='srcomp export',
@@ -245,9 +236,9 @@ def build_parser():
     parser.add_argument('--network', default='network_g', help='network of the option file (default network_g)')
     parser.add_argument('--param-key', help='checkpoint key of the weights (default: path.param_key_g, '
                         'else params; params_ema falls back to params as in BasicSR)')
-    parser.add_argument('--example-size', type=_hw, default=DEFAULT_EXAMPLE_HW, metavar='HxW',
+    parser.add_argument('--example-size', type=parse_hw, default=DEFAULT_EXAMPLE_HW, metavar='HxW',
                         help='LR size the graph is traced at (default 37x45)')
-    parser.add_argument('--check-size', type=_hw, action='append', metavar='HxW',
+    parser.add_argument('--check-size', type=parse_hw, action='append', metavar='HxW',
                         help='LR size to compare the file with PyTorch at (repeatable; default 29x51 and 48x64)')
     parser.add_argument('--atol', type=float, default=1e-4, help='largest accepted |file - PyTorch| (default 1e-4)')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset (default 17)')

@@ -186,3 +186,14 @@ def use_teacher(opt, teacher):
     opt['train']['distill_opt'] = {'type': 'MultiLapLoss', 'loss_weight': 1.0}
     opt['train']['pixel_opt'] = {'type': 'L1Loss', 'loss_weight': 0.1}
     return opt
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test's in-process torch code on one thread (small tensors; less noise)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -27,12 +27,7 @@ NETWORKS = {
 SIZES = [(2, 13, 22), (1, 16, 16), (1, 7, 9)]  # (batch, h, w); none is the traced 37x45
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def make_checkpoint(tmp_path, arch, key='params'):

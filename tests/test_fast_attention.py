@@ -23,12 +23,7 @@ TINY = dict(upscale=2, in_chans=3, img_size=16, window_size=4, img_range=1., emb
             drop_path_rate=0.)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def randomised(net, seed=0):

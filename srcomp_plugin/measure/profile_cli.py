@@ -14,11 +14,12 @@ import yaml
 from .complexity import OUT_HW_720P, ProfileError, profile_network
 
 
-def _hw(text):
+def parse_hw(text):
+    """argparse type for ``HEIGHTxWIDTH`` sizes (also used by ``srcomp export``)."""
     try:
         h, w = (int(v) for v in text.lower().split('x'))
     except ValueError:
-        raise argparse.ArgumentTypeError(f'expected HEIGHTxWIDTH such as 720x1280, got {text!r}') from None
+        raise argparse.ArgumentTypeError(f'expected HEIGHTxWIDTH such as 720x1280 or 48x64, got {text!r}') from None
     if h < 1 or w < 1:
         raise argparse.ArgumentTypeError(f'sizes must be positive, got {text!r}')
     return h, w
@@ -38,9 +39,9 @@ def build_parser():
     parser.add_argument('--scale', type=int,
                         help='upscaling factor (default: the arch\'s upscale, or the option file\'s scale)')
     size = parser.add_mutually_exclusive_group()
-    size.add_argument('--out-size', type=_hw, default=OUT_HW_720P, metavar='HxW',
+    size.add_argument('--out-size', type=parse_hw, default=OUT_HW_720P, metavar='HxW',
                       help='output size the LR input is derived from (default 720x1280)')
-    size.add_argument('--lr-size', type=_hw, metavar='HxW', help='give the LR input size directly')
+    size.add_argument('--lr-size', type=parse_hw, metavar='HxW', help='give the LR input size directly')
     parser.add_argument('--no-latency', action='store_true', help='skip the CPU latency runs')
     parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory run (a child process)')
     parser.add_argument('--repeats', type=int, default=10, help='timed forwards (default 10)')
