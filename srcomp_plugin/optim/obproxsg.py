@@ -148,9 +148,12 @@ class OBProxSG(Optimizer):
     @staticmethod
     def _orthant_step(p, grad, lr, lambda_, eps):
         zeta = torch.sign(p)
-        direction = torch.where(zeta != 0, grad + lambda_ * zeta, torch.zeros_like(grad))
-        trial = p - lr * direction
-        p.copy_(torch.where(trial * zeta > eps, trial, torch.zeros_like(trial)))
+        # Entries with zeta == 0 get a direction here too, but trial * zeta = 0 is never > eps
+        # (eps >= 0), so they are zeroed below exactly as with a masked direction; this form
+        # skips the two zeros_like/where temporaries (benchmarks/RESULTS.md, stage 1).
+        trial = p - lr * (grad + lambda_ * zeta)
+        keep = trial * zeta > eps
+        p.copy_(trial.masked_fill_(~keep, 0.))
 
     @torch.no_grad()
     def step(self, closure=None):
