@@ -63,24 +63,27 @@ class CheckpointSafetyMixin:
         if not os.path.isfile(load_path):
             raise CheckpointLoadError(f'{option}: checkpoint {load_path} does not exist')
         try:
+            super().load_network(net, load_path, strict, param_key)
+        except Exception as err:  # diagnose only on failure: the happy path reads the file once
+            raise self._load_error(option, which, net, load_path, param_key, err) from err
+
+    def _load_error(self, option, which, net, load_path, param_key, err):
+        """The ``CheckpointLoadError`` that explains why BasicSR's ``load_network`` failed."""
+        try:
             content = torch.load(load_path, map_location='cpu')
-        except Exception as err:
-            raise CheckpointLoadError(f'{option}: {load_path} is not a readable PyTorch checkpoint (truncated or '
-                                      f'corrupt?): {type(err).__name__}: {err}') from err
+        except Exception as read_err:
+            return CheckpointLoadError(f'{option}: {load_path} is not a readable PyTorch checkpoint (truncated or '
+                                       f'corrupt?): {type(read_err).__name__}: {read_err}')
         if param_key is not None and isinstance(content, dict) and param_key not in content and \
                 'params' not in content:
-            top = sorted(content)[:8] if isinstance(content, dict) else type(content).__name__
-            raise CheckpointLoadError(
-                f'{option}: {load_path} has no "{param_key}" entry (top-level keys: {top}). Set '
+            return CheckpointLoadError(
+                f'{option}: {load_path} has no "{param_key}" entry (top-level keys: {sorted(content)[:8]}). Set '
                 f'path.param_key_{which} to the entry that holds the state dict (~ for a bare state dict).')
-        try:
-            super().load_network(net, load_path, strict, param_key)
-        except (RuntimeError, KeyError) as err:
-            raise CheckpointLoadError(
-                f'{option}: {load_path} does not fit the {type(self.get_bare_model(net)).__name__} built from '
-                f'network_{which}: {str(err).splitlines()[0]} ... Check network_{which} (channels, blocks, scale) '
-                f'against the checkpoint, path.param_key_{which} (now {param_key!r}), or set '
-                f'path.strict_load_{which}: false to load only the matching tensors.') from err
+        return CheckpointLoadError(
+            f'{option}: {load_path} does not fit the {type(self.get_bare_model(net)).__name__} built from '
+            f'network_{which}: {str(err).splitlines()[0]} ... Check network_{which} (channels, blocks, scale) '
+            f'against the checkpoint, path.param_key_{which} (now {param_key!r}), or set '
+            f'path.strict_load_{which}: false to load only the matching tensors.')
 
     def _all_finite(self, net):
         return all(torch.isfinite(p).all() for p in self.get_bare_model(net).parameters())

@@ -192,10 +192,10 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
         net_t.eval()
         net_t.requires_grad_(False)
         use_fused_attention(net_t)  # SwinIR teachers: fused window attention (same weights, same outputs)
-        self.teacher_bf16 = self.opt['train'].get('teacher_precision', 'fp32') == 'bf16'
-        if self.opt['train'].get('teacher_precision', 'fp32') not in ('fp32', 'bf16'):
-            raise ValueError(f'train.teacher_precision must be fp32 or bf16, got '
-                             f'{self.opt["train"]["teacher_precision"]!r}')
+        precision = self.opt['train'].get('teacher_precision', 'fp32')
+        if precision not in ('fp32', 'bf16'):
+            raise ValueError(f'train.teacher_precision must be fp32 or bf16, got {precision!r}')
+        self.teacher_bf16 = precision == 'bf16'
         self.teacher_channels_last = bool(self.opt['train'].get('teacher_channels_last', False))
         if self.teacher_channels_last:
             net_t.to(memory_format=torch.channels_last)

@@ -239,11 +239,16 @@ def format_table(rows, scale, latency=True):
 
     head = '| model | params | MACs @1280x720 (G) | CPU latency 720p (s) | Y-PSNR (dB) | Y-SSIM |'
     lines = [head, '|---|---|---|---|---|---|']
+    profiles = {}  # both students share one network: profile it once
     for label, net, _, (psnr, ssim) in rows:
         if net is None:
             params = macs = lat = '-'
         else:
-            prof = profile_network(dict(net), scale=scale, latency=latency, memory=False, repeats=3, warmup=1)
+            key = repr(sorted(net.items()))
+            if key not in profiles:
+                profiles[key] = profile_network(dict(net), scale=scale, latency=latency, memory=False, repeats=3,
+                                                warmup=1)
+            prof = profiles[key]
             params = f'{prof["params"]:,}'
             macs = f"{prof['macs'] / 1e9:.2f}"
             lat = f'{prof["latency"]["median_s"]:.3f}' if latency else '-'

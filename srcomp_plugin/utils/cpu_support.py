@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 _installed = False
 
 
-def _init_dist_cpu(launcher, backend='gloo', **kwargs):
+def _init_dist_cpu(launcher, **kwargs):
     """Initialise a gloo process group for torchrun (``pytorch``) or slurm launchers."""
     if launcher == 'pytorch':
         dist.init_process_group(backend='gloo', **kwargs)
