@@ -4,12 +4,13 @@
     python benchmarks/inference.py --onnx          # also ONNX Runtime rows for the students
     python benchmarks/inference.py --channels-last --no-eager   # channels_last memory format rows
     python benchmarks/inference.py --ablation      # SwinIRmini: eager -> SDPA -> fused, on a smaller input
+    python benchmarks/inference.py --ablation edsr # EDSRmini: BasicSR -> channels_last -> fused convolutions
 
 The networks are built from the repository's test option files (``options/test/``), i.e.
-exactly what ``srcomp test`` runs for a user: EDSR f64b16, EDSRmini, SwinIR-light and
-SwinIRmini (the last two are ``SwinIRmini`` networks, fused attention on by default).
-For reference the two SwinIR networks are also timed with BasicSR's own eager attention
-(``fused_attention: false``). Batch 1, float32, eval mode, ``torch.inference_mode``,
+exactly what ``srcomp test`` runs for a user: EDSR f64b16 and EDSRmini (both ``EDSRmini``
+networks, fused convolutions on by default), SwinIR-light and SwinIRmini (both
+``SwinIRmini`` networks, fused attention on by default). For reference all four are also
+timed with BasicSR's own forward (``fused_convs: false`` / ``fused_attention: false``). Batch 1, float32, eval mode, ``torch.inference_mode``,
 random weights (latency does not depend on the values), LR input = output / scale.
 
 Timing is interleaved (see ``common.py``): every round runs every network once. MACs are
@@ -37,7 +38,7 @@ OPTIONS = {
     'SwinIR-light': 'options/test/test_SwinIR_light_x{s}.yml',
     'SwinIRmini': 'options/test/test_SwinIRmini_x{s}.yml',
 }
-EAGER_SUFFIX = ' (BasicSR eager)'
+EAGER_SUFFIX = ' (BasicSR forward)'
 ONNX_SUFFIX = ' (ONNX Runtime)'
 CL_SUFFIX = ' (channels_last)'
 
@@ -48,8 +49,9 @@ def _hw(text):
 
 
 def build(name, scale, eager=False):
-    """The network of ``name``'s test option file; ``eager`` switches SwinIR attention back to BasicSR's."""
+    """The network of ``name``'s test option file; ``eager`` switches back to BasicSR's own forward."""
     import srcomp_plugin  # noqa: F401
+    from srcomp_plugin.archs.edsr_fused_convs import use_eager_convs
     from srcomp_plugin.archs.swinir_fast_attention import use_eager_attention
     from srcomp_plugin.measure.complexity import build_from_opt
 
@@ -58,7 +60,7 @@ def build(name, scale, eager=False):
     torch.manual_seed(0)
     net = build_from_opt(network_opt, where=f'{option_file}: network_g').eval()
     if eager:
-        use_eager_attention(net)
+        use_eager_convs(use_eager_attention(net))
     return net, str(option_file.relative_to(REPO)), network_opt
 
 
@@ -85,8 +87,14 @@ def targets(rows, macs):
     edsr_macs = macs['EDSR'] / macs['EDSRmini']
     swin_macs = macs['SwinIR-light'] / macs['SwinIRmini']
     mini_macs = macs['SwinIRmini'] / macs['EDSRmini']
-    checks.append({'target': 'EDSRmini speedup over EDSR >= 0.8 x MACs ratio', 'value': ratio('EDSR', 'EDSRmini'),
-                   'bound': 0.8 * edsr_macs, 'direction': '>=', 'macs_ratio': edsr_macs})
+    checks.append({'target': 'EDSRmini speedup over EDSR (both fused) >= 0.8 x MACs ratio',
+                   'value': ratio('EDSR', 'EDSRmini'), 'bound': 0.8 * edsr_macs, 'direction': '>=',
+                   'macs_ratio': edsr_macs})
+    eager_edsr = 'EDSR' + EAGER_SUFFIX
+    if eager_edsr in rows:
+        checks.append({'target': 'EDSRmini (fused) speedup over EDSR as BasicSR runs it',
+                       'value': ratio(eager_edsr, 'EDSRmini'), 'bound': 0.8 * edsr_macs, 'direction': '>=',
+                       'macs_ratio': edsr_macs})
     checks.append({'target': 'SwinIRmini speedup over SwinIR-light (both fused) >= 0.8 x MACs ratio',
                    'value': ratio('SwinIR-light', 'SwinIRmini'), 'bound': 0.8 * swin_macs, 'direction': '>=',
                    'macs_ratio': swin_macs})
@@ -113,9 +121,10 @@ def run_table(args, log):
         nets[name], option_files[name], _ = build(name, args.scale)
         macs[name] = mac_counts(nets[name], args.scale, out_hw=args.out_size).macs
     if not args.no_eager:
-        for name in ('SwinIR-light', 'SwinIRmini'):
+        for name in names:
             nets[name + EAGER_SUFFIX], _, _ = build(name, args.scale, eager=True)
-            option_files[name + EAGER_SUFFIX] = option_files[name] + ' + fused_attention: false'
+            switch = 'fused_convs' if name.startswith('EDSR') else 'fused_attention'
+            option_files[name + EAGER_SUFFIX] = option_files[name] + f' + {switch}: false'
             macs[name + EAGER_SUFFIX] = macs[name]
     x = lr_input(nets['EDSR'], args.scale, args.out_size)
     cases = {}
@@ -152,6 +161,36 @@ def run_table(args, log):
     return {'rows': rows, 'targets': checks, 'lr_hw': list(x.shape[-2:])}
 
 
+def _time_variants(variants, x, args, log):
+    """Interleaved times of ``variants`` (name -> callable net) on ``x``, against the first one."""
+    names = list(variants)
+    with torch.inference_mode():
+        ref = variants[names[0]](x)
+        diffs = {name: float((net(x) - ref).abs().max()) for name, net in variants.items()}
+        log(f'ablation on a {tuple(x.shape)} input, {args.warmup} warm-up + {args.repeats} rounds')
+        times = common.interleaved_times({k: (lambda n=n: n(x)) for k, n in variants.items()}, args.repeats,
+                                         args.warmup, log=log)
+    base = times[names[0]]['median_s']
+    return {'lr_hw': list(x.shape[-2:]),
+            'rows': [{'name': name, 'speedup_vs_eager': base / t['median_s'], 'max_abs_diff_vs_eager': diffs[name],
+                      **t} for name, t in times.items()]}
+
+
+def run_edsr_ablation(args, log):
+    """EDSRmini at ``--ablation-size`` (default the 720p LR): BasicSR, + channels_last, + fused convolutions."""
+    from srcomp_plugin.archs.edsr_fused_convs import use_eager_convs
+
+    fused, _, _ = build('EDSRmini', args.scale)
+    eager = use_eager_convs(copy.deepcopy(fused))
+    eager_cl = copy.deepcopy(eager).to(memory_format=torch.channels_last)
+    variants = {'BasicSR forward': eager,
+                '+ channels_last (network and input)':
+                    lambda x: eager_cl(x.contiguous(memory_format=torch.channels_last)),
+                '+ oneDNN-fused conv+ReLU, conv+scale+residual, folded output (= fused)': fused}
+    x = torch.rand(1, 3, *(args.ablation_size or (360, 640)), generator=torch.Generator().manual_seed(0))
+    return _time_variants(variants, x, args, log)
+
+
 def run_ablation(args, log):
     """SwinIRmini at ``--ablation-size``, each optimisation added in turn (see RESULTS.md)."""
     from basicsr.archs.swinir_arch import WindowAttention
@@ -166,26 +205,17 @@ def run_ablation(args, log):
             module.__class__ = fast.FusedWindowAttention  # SDPA, but BasicSR's block: roll, partition, mask per call
 
     def without_onednn_linears(x):
-        saved, fast._LINEAR_POINTWISE = fast._LINEAR_POINTWISE, None
+        saved, fast.LINEAR_POINTWISE = fast.LINEAR_POINTWISE, None
         try:
             return fused(x)
         finally:
-            fast._LINEAR_POINTWISE = saved
+            fast.LINEAR_POINTWISE = saved
 
     variants = {'BasicSR eager': eager, '+ SDPA attention (BasicSR block)': sdpa_only,
                 '+ gather, border windows, cached geometry': without_onednn_linears,
                 '+ window-order stream, oneDNN-fused linears (= fused)': fused}
-    x = torch.rand(1, 3, *args.ablation_size, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        ref = eager(x)
-        diffs = {name: float((net(x) - ref).abs().max()) for name, net in variants.items()}
-        log(f'ablation on a {tuple(x.shape)} input, {args.warmup} warm-up + {args.repeats} rounds')
-        times = common.interleaved_times({k: (lambda n=n: n(x)) for k, n in variants.items()}, args.repeats,
-                                         args.warmup, log=log)
-    base = times['BasicSR eager']['median_s']
-    return {'lr_hw': list(args.ablation_size),
-            'rows': [{'name': name, 'speedup_vs_eager': base / t['median_s'], 'max_abs_diff_vs_eager': diffs[name],
-                      **t} for name, t in times.items()]}
+    x = torch.rand(1, 3, *(args.ablation_size or (176, 320)), generator=torch.Generator().manual_seed(0))
+    return _time_variants(variants, x, args, log)
 
 
 def print_table(result):
@@ -203,9 +233,9 @@ def print_table(result):
          for t in result['targets']]))
 
 
-def print_ablation(result):
+def print_ablation(result, network):
     print(common.format_table(
-        ['SwinIRmini variant', 'latency (s, median)', 'speedup vs eager', 'max |diff| vs eager'],
+        [f'{network} variant', 'latency (s, median)', 'speedup vs eager', 'max |diff| vs eager'],
         [[r['name'], f'{r["median_s"]:.3f}', f'{r["speedup_vs_eager"]:.2f}', f'{r["max_abs_diff_vs_eager"]:.1e}']
          for r in result['rows']]))
 
@@ -217,13 +247,15 @@ def main(argv=None):
     parser.add_argument('--threads', type=int, default=2, help='torch intra-op threads (default 2)')
     parser.add_argument('--repeats', type=int, default=3, help='timed rounds (default 3)')
     parser.add_argument('--warmup', type=int, default=1, help='untimed rounds first (default 1)')
-    parser.add_argument('--no-eager', action='store_true', help='skip the BasicSR-eager SwinIR rows (slowest)')
+    parser.add_argument('--no-eager', action='store_true', help="skip the rows of BasicSR's own forwards (slowest)")
     parser.add_argument('--onnx', action='store_true', help='add ONNX Runtime rows for EDSRmini and SwinIRmini')
     parser.add_argument('--channels-last', action='store_true',
                         help='add rows with network and input in channels_last memory format')
-    parser.add_argument('--ablation', action='store_true', help='run the SwinIRmini ablation instead of the table')
-    parser.add_argument('--ablation-size', type=_hw, default=(176, 320), metavar='HxW', help='LR size (176x320)')
-    parser.add_argument('--json-out', help='JSON file (default benchmarks/results/inference[_ablation].json)')
+    parser.add_argument('--ablation', nargs='?', const='swinir', choices=('swinir', 'edsr'),
+                        help='run an ablation instead of the table: SwinIRmini (default) or EDSRmini')
+    parser.add_argument('--ablation-size', type=_hw, metavar='HxW',
+                        help='LR size of the ablation (default 176x320 for swinir, 360x640 for edsr)')
+    parser.add_argument('--json-out', help='JSON file (default benchmarks/results/inference[_ablation[_edsr]].json)')
     parser.add_argument('--quiet', action='store_true', help='no per-forward log lines')
     args = parser.parse_args(argv)
 
@@ -232,14 +264,16 @@ def main(argv=None):
     info = common.machine_info(torch.get_num_threads())
     settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
     if args.ablation:
-        result = run_ablation(args, log)
-        print_ablation(result)
-        default_out = common.RESULTS_DIR / 'inference_ablation.json'
+        edsr = args.ablation == 'edsr'
+        result = (run_edsr_ablation if edsr else run_ablation)(args, log)
+        print_ablation(result, 'EDSRmini' if edsr else 'SwinIRmini')
+        benchmark = 'inference_ablation' + ('_edsr' if edsr else '')
     else:
         result = run_table(args, log)
         print_table(result)
-        default_out = common.RESULTS_DIR / 'inference.json'
-    result = {'benchmark': 'inference' + ('_ablation' if args.ablation else ''), 'settings': settings,
+        benchmark = 'inference'
+    default_out = common.RESULTS_DIR / f'{benchmark}.json'
+    result = {'benchmark': benchmark, 'settings': settings,
               'machine': common.finish_info(info), **result}
     path = common.write_json(result, args.json_out or default_out)
     print(f'\nload average start {info["load_average_start"]}, end {info["load_average_end"]}; JSON: {path}')

@@ -84,19 +84,21 @@ def _model_opt(tmp_path, network_g, pretrain=None, param_key='params'):
 
 
 def _same(out, ref, exact):
-    """Exactly equal, or (SwinIRmini's fused attention) equal to float32 rounding."""
+    """Exactly equal, or (the fused attention / convolution paths) equal to float32 rounding."""
     if exact:
         assert torch.equal(out, ref)
     else:
         torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 
-# (arch, extra kwargs, bit-exact?): SwinIRmini's default fused attention sums in another
-# order than BasicSR's eager path; with fused_attention False it is BasicSR's code exactly.
-LOAD_CASES = [('EDSRmini', {}, True), ('SwinIRmini', {'fused_attention': False}, True), ('SwinIRmini', {}, False)]
+# (arch, extra kwargs, bit-exact?): the default fused attention / convolutions sum in another
+# order than BasicSR's code; with fused_attention / fused_convs False it is BasicSR's code exactly.
+LOAD_CASES = [('EDSRmini', {'fused_convs': False}, True), ('EDSRmini', {}, False),
+              ('SwinIRmini', {'fused_attention': False}, True), ('SwinIRmini', {}, False)]
 
 
-@pytest.mark.parametrize('name, extra, exact', LOAD_CASES, ids=['EDSRmini', 'SwinIRmini-eager', 'SwinIRmini-fused'])
+@pytest.mark.parametrize('name, extra, exact', LOAD_CASES,
+                         ids=['EDSRmini-eager', 'EDSRmini-fused', 'SwinIRmini-eager', 'SwinIRmini-fused'])
 @pytest.mark.parametrize('scale', [2, 3])
 def test_loads_a_basicsr_checkpoint_strictly_and_matches_its_output(tmp_path, name, extra, exact, scale):
     torch.manual_seed(scale)

@@ -1,5 +1,6 @@
 """DistillSRModel: a frozen teacher, both loss terms, BasicSR's pipeline (train, resume,
 torchrun) and clear errors for a missing teacher or a scale mismatch."""
+import copy
 import re
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from basicsr.data import build_dataset
 from basicsr.models import build_model
 from basicsr.utils.options import parse_options
 from conftest import run_module, run_torchrun, write_opt
+from srcomp_plugin.archs.edsr_fused_convs import use_eager_convs
 from srcomp_plugin.models.distill_sr_model import apply_release_aliases
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,7 +146,7 @@ def test_teacher_is_frozen_and_untouched(sr_dataset, teacher_ckpt, tmp_path, mon
         assert set(model.get_current_log()) == {'l_distill', 'l_pix'}
 
     assert grad_modes == [False] * 3  # the teacher ran once per step, without autograd
-    assert not teacher.training and type(teacher).__name__ == 'EDSR'  # eval mode, not wrapped
+    assert not teacher.training and type(teacher).__name__ == 'FusedEDSR'  # eval mode, fused convs, not wrapped
     assert all(not p.requires_grad and p.grad is None for p in teacher.parameters())
     assert all(torch.equal(snapshot[k], v) for k, v in teacher.state_dict().items())
     optimised = {id(p) for group in model.optimizer_g.param_groups for p in group['params']}
@@ -292,6 +294,9 @@ def test_fast_teacher_options_give_close_float32_targets(sr_dataset, teacher_ckp
     exact.feed_data(batch)
     fast.feed_data(batch)
     a, b = exact.teacher_targets(), fast.teacher_targets()
+    with torch.no_grad():  # the fp32 teacher runs the fused convolutions: BasicSR's output to rounding
+        basicsr_targets = use_eager_convs(copy.deepcopy(exact.net_t))(exact.lq)
+    assert exact.net_t.fused_convs and torch.allclose(a, basicsr_targets, atol=1e-5)
     assert b.dtype == torch.float32 and b.shape == a.shape
     mse = float(((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).mean())
     assert 0 < mse and 10 * np.log10(1 / mse) > 35  # bf16 changes the values, but only slightly

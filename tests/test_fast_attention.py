@@ -71,7 +71,7 @@ def test_plain_module_path_matches_without_onednn_fusion(monkeypatch):
     """Builds without oneDNN's fused linear fall back to the plain modules, same output."""
     from srcomp_plugin.archs import swinir_fast_attention
 
-    monkeypatch.setattr(swinir_fast_attention, '_LINEAR_POINTWISE', None)
+    monkeypatch.setattr(swinir_fast_attention, 'LINEAR_POINTWISE', None)
     eager, fused = eager_and_fused()
     x = torch.rand(2, 3, 12, 20, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():

@@ -2,14 +2,17 @@
 
 Same modules and state-dict keys as ``basicsr.archs.edsr_arch.EDSR`` (a BasicSR EDSR
 checkpoint of the same shape loads with ``strict=True``); only the defaults differ:
-num_feat 16, num_block 8 and the release's ``res_scale: 2``.
+num_feat 16, num_block 8 and the release's ``res_scale: 2``. Unless ``fused_convs: false``,
+inference runs the fused channels_last convolutions of :mod:`.edsr_fused_convs` (same
+weights, same output to float rounding, ~2x faster on CPU).
 """
-from basicsr.archs.edsr_arch import EDSR
 from basicsr.utils.registry import ARCH_REGISTRY
+
+from .edsr_fused_convs import FusedEDSR
 
 
 @ARCH_REGISTRY.register()
-class EDSRmini(EDSR):
+class EDSRmini(FusedEDSR):
     """EDSR f16b8 (49,603 params at x2) with the release's residual scale 2."""
 
     def __init__(self,
@@ -20,6 +23,8 @@ class EDSRmini(EDSR):
                  upscale=2,
                  res_scale=2,
                  img_range=255.,
-                 rgb_mean=(0.4488, 0.4371, 0.4040)):
+                 rgb_mean=(0.4488, 0.4371, 0.4040),
+                 fused_convs=True):
         super().__init__(num_in_ch, num_out_ch, num_feat, num_block, upscale, res_scale, img_range, rgb_mean)
         self.upscale = upscale
+        self.fused_convs = fused_convs

@@ -52,50 +52,12 @@ import functools
 import torch
 import torch.nn.functional as F
 from basicsr.archs.swinir_arch import SwinTransformerBlock, WindowAttention
-from torch.nn.modules import module as _module_globals
 
-try:  # private helper; without it, assume no dispatch mode is watching
-    from torch.utils._python_dispatch import _get_current_dispatch_mode
-except ImportError:  # pragma: no cover
-    _get_current_dispatch_mode = None
+from .onednn_fusion import LINEAR_POINTWISE, can_fuse_for_inference
 
 # BasicSR's shift mask value (not -inf: it is added to logits before the softmax).
 _MASK_VALUE = -100.0
 _GEOMETRY_CACHE_SIZE = 32
-
-
-def _linear_pointwise_op():
-    """oneDNN's fused linear (+ pointwise op), as PyTorch's CPU compiler uses it, or None.
-
-    A private PyTorch op, so it is only used after a tiny self-check against ``F.linear``
-    (plain, + GELU, + residual add) passes with this PyTorch build; otherwise the block
-    uses the plain modules.
-    """
-    if not torch.backends.mkldnn.is_available():
-        return None
-    try:
-        op = torch.ops.mkldnn._linear_pointwise
-        with torch.no_grad():
-            gen = torch.Generator().manual_seed(0)
-            x, w, b, other = (torch.randn(shape, generator=gen, device='cpu')
-                              for shape in ((5, 3), (4, 3), (4, ), (5, 4)))
-            ref = F.linear(x, w, b)
-            ok = (torch.allclose(op(x, w, b, 'none', [], ''), ref, atol=1e-5)
-                  and torch.allclose(op(x, w, b, 'gelu', [], 'none'), F.gelu(ref), atol=1e-5)
-                  and torch.allclose(op.binary(x, other, w, b, 'add'), ref + other, atol=1e-5))
-    except (AttributeError, RuntimeError, TypeError):
-        return None
-    return op if ok else None
-
-
-_LINEAR_POINTWISE = _linear_pointwise_op()
-
-
-def _observed():
-    """True when a dispatch mode (e.g. ``FlopCounterMode``) or global module hooks watch the forward."""
-    if _module_globals._global_forward_hooks or _module_globals._global_forward_pre_hooks:
-        return True
-    return _get_current_dispatch_mode is not None and _get_current_dispatch_mode() is not None
 
 
 class FusedWindowAttention(WindowAttention):
@@ -197,19 +159,11 @@ class FusedSwinTransformerBlock(SwinTransformerBlock):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
     def _can_fuse_linears(self, x):
-        """Inference on CPU in float32 with oneDNN's fused linear available and BasicSR's MLP.
-
-        Not while anyone observes the linear layers (forward hooks, e.g. a MAC counter's,
-        or a dispatch mode such as ``FlopCounterMode``): the fused op bypasses the modules
-        and has no flop formula, so they would not see the work.
-        """
-        if (_LINEAR_POINTWISE is None or self.training or torch.is_grad_enabled() or x.device.type != 'cpu'
-                or x.dtype != torch.float32 or torch.is_autocast_enabled('cpu') or _observed()):
-            return False
+        """Inference with oneDNN's fused linear (see :mod:`.onednn_fusion`) and BasicSR's MLP."""
         if type(self.mlp.act) is not torch.nn.GELU or self.mlp.act.approximate != 'none':
             return False
         linears = (self.attn.qkv, self.attn.proj, self.mlp.fc1, self.mlp.fc2)
-        return not any(m._forward_hooks or m._forward_pre_hooks for m in linears)
+        return can_fuse_for_inference(LINEAR_POINTWISE, x, self, linears)
 
     def _forward_inference(self, x, geometry, n):
         """The block with the residual stream in window order and oneDNN-fused linears.
@@ -223,12 +177,12 @@ class FusedSwinTransformerBlock(SwinTransformerBlock):
         attn, mlp = self.attn, self.mlp
         stream = x.reshape(b * length, c).index_select(0, geometry.order)
         normed = self.norm1(stream)
-        qkv = _LINEAR_POINTWISE(normed, attn.qkv.weight, attn.qkv.bias, 'none', [], '')
+        qkv = LINEAR_POINTWISE(normed, attn.qkv.weight, attn.qkv.bias, 'none', [], '')
         core = attn.attention_core(normed.view(-1, n, c), geometry.num_interior, geometry.border_mask, qkv=qkv)
         core = core.reshape(-1, c).contiguous()
-        stream = _LINEAR_POINTWISE.binary(core, stream, attn.proj.weight, attn.proj.bias, 'add')
-        hidden = _LINEAR_POINTWISE(self.norm2(stream), mlp.fc1.weight, mlp.fc1.bias, 'gelu', [], 'none')
-        stream = _LINEAR_POINTWISE.binary(hidden, stream, mlp.fc2.weight, mlp.fc2.bias, 'add')
+        stream = LINEAR_POINTWISE.binary(core, stream, attn.proj.weight, attn.proj.bias, 'add')
+        hidden = LINEAR_POINTWISE(self.norm2(stream), mlp.fc1.weight, mlp.fc1.bias, 'gelu', [], 'none')
+        stream = LINEAR_POINTWISE.binary(hidden, stream, mlp.fc2.weight, mlp.fc2.bias, 'add')
         return stream.index_select(0, geometry.inverse).view(b, length, c)
 
     def forward_traceable(self, x, x_size):

@@ -17,7 +17,9 @@ Options beyond SRModel's:
 * ``train.teacher_precision: bf16`` and ``train.teacher_channels_last: true`` (beyond the paper):
   run the live teacher under bfloat16 autocast and/or in channels_last memory format; measured
   in ``benchmarks/RESULTS.md`` (EDSR teacher 3.9x faster on a bf16-capable CPU, >= 56 dB PSNR
-  against float32). SwinIR teachers always use the fused window attention.
+  against float32). SwinIR teachers always use the fused window attention, EDSR teachers the
+  fused channels_last convolutions (``srcomp_plugin/archs/``: same weights, same outputs to
+  float rounding).
 * ``train.teacher_cache`` (beyond the paper): ``{format: png|lmdb}`` or ``true``; see
   ``srcomp_plugin/data/teacher_cache.py``. Needs ``datasets.train.type:
   DistillPairedImageDataset`` and its ``dataroot_teacher``.
@@ -51,6 +53,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..data.distill_paired_dataset import DistillPairedImageDataset
 from ..data.teacher_cache import cache_fingerprint, fill_cache, open_cache
+from ..archs.edsr_fused_convs import use_fused_convs
 from ..archs.swinir_fast_attention import use_fused_attention
 from .checkpoint_safety import CheckpointSafetyMixin
 
@@ -192,6 +195,7 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
         net_t.eval()
         net_t.requires_grad_(False)
         use_fused_attention(net_t)  # SwinIR teachers: fused window attention (same weights, same outputs)
+        use_fused_convs(net_t)  # EDSR teachers: fused channels_last convolutions (likewise)
         precision = self.opt['train'].get('teacher_precision', 'fp32')
         if precision not in ('fp32', 'bf16'):
             raise ValueError(f'train.teacher_precision must be fp32 or bf16, got {precision!r}')
