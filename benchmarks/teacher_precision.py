@@ -3,8 +3,10 @@
     python benchmarks/teacher_precision.py                       # both teachers, Set5, 2 threads
     python benchmarks/teacher_precision.py --edsr-checkpoint EDSR_x2.pth --swinir-checkpoint SwinIR-S_x2.pth
 
-The teachers are the distillation option files' ``network_t`` (EDSR f64b16 and SwinIR-light,
-the latter with the fused attention the distillation model uses). For each variant of
+The teachers are the distillation option files' ``network_t`` (EDSR f64b16 and SwinIR-light),
+run as the distillation model runs them: EDSR with the fused channels_last convolutions
+and SwinIR with the fused attention, both of which fall back to BasicSR's plain modules
+under bf16 autocast. For each variant of
 the teacher forward
 
   * ``fp32``                 the reference (eval, ``torch.inference_mode``),
@@ -75,13 +77,14 @@ def _to_tensor(bgr):
 
 def build_teacher(name, checkpoint, device):
     import srcomp_plugin  # noqa: F401
+    from srcomp_plugin.archs.edsr_fused_convs import use_fused_convs
     from srcomp_plugin.archs.swinir_fast_attention import use_fused_attention
     from srcomp_plugin.measure.complexity import build_from_opt
 
     option_file = REPO / TEACHERS[name][0]
     network_opt = common.load_network_opt(option_file, 'network_t')
     torch.manual_seed(0)
-    net = use_fused_attention(build_from_opt(network_opt, where=f'{option_file}: network_t'))
+    net = use_fused_convs(use_fused_attention(build_from_opt(network_opt, where=f'{option_file}: network_t')))
     if checkpoint:
         state = torch.load(checkpoint, map_location='cpu', weights_only=True)
         for key in ('params_ema', 'params'):
