@@ -83,26 +83,44 @@ def test_fused_matches_basicsr(counting, upscale, res_scale, batch, hw):
         assert (other(x) - ref).abs().max().item() > 100 * tolerance(ref)
 
 
-@pytest.mark.parametrize('context', ['autograd', 'training', 'switched_off', 'hook', 'no_op'])
-def test_basicsr_path_everywhere_else(counting, monkeypatch, context):
-    """Training, autograd, fused_convs: false, hooks on a conv, or no fused op: BasicSR's forward, exactly."""
+@pytest.mark.parametrize('context', ['autograd', 'training', 'hook', 'no_op'])
+def test_basicsr_modules_in_channels_last_everywhere_else(counting, monkeypatch, context):
+    """Training, autograd, hooks on a conv, or no fused op: BasicSR's modules (channels_last), same output."""
     ref_net, mini = pair()
     x = torch.rand(1, 3, 10, 14, generator=torch.Generator().manual_seed(2))
     seen = []
     if context == 'training':
         ref_net.train()
         mini.train()
-    elif context == 'switched_off':
-        use_eager_convs(mini)
     elif context == 'hook':
-        mini.body[0].conv1.register_forward_hook(lambda module, args, out: seen.append(out.shape))
+        mini.body[0].conv1.register_forward_hook(lambda module, args, out: seen.append(out))
     elif context == 'no_op':
         monkeypatch.setattr(edsr_fused_convs, 'CONV_POINTWISE', None)
     with torch.set_grad_enabled(context in ('autograd', 'training')):
         out, ref = mini(x), ref_net(x)
     assert counting.calls == 0
-    assert torch.equal(out, ref)
-    assert seen == ([(1, 8, 10, 14)] if context == 'hook' else [])
+    assert out.is_contiguous()
+    assert (out - ref).abs().max().item() < tolerance(ref)
+    if context == 'hook':
+        assert len(seen) == 1 and seen[0].shape == (1, 8, 10, 14)
+        assert seen[0].is_contiguous(memory_format=torch.channels_last)
+    if context == 'training':  # same gradients as BasicSR's forward
+        out.square().mean().backward()
+        ref.square().mean().backward()
+        for p, q in zip(mini.parameters(), ref_net.parameters()):
+            assert (p.grad - q.grad).abs().max().item() < 1e-5 * max(1.0, q.grad.abs().max().item())
+
+
+def test_switched_off_or_traced_is_basicsr_forward_exactly(counting):
+    ref_net, mini = pair()
+    x = torch.rand(1, 3, 10, 14, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = ref_net(x)
+        assert torch.equal(use_eager_convs(copy.deepcopy(mini))(x), ref)
+        traced = torch.jit.trace(mini, x, check_trace=False)
+    assert counting.calls == 0
+    assert torch.equal(traced(x), ref)
+    assert 'aten::contiguous' not in str(traced.graph) and 'mkldnn' not in str(traced.graph)
 
 
 def test_mac_counts_see_every_convolution():
