@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -48,6 +49,13 @@ def machine_info(threads):
     }
     info['load_average_start'] = list(os.getloadavg()) if hasattr(os, 'getloadavg') else None
     return info
+
+
+def progress_logger(quiet):
+    """A ``log(msg)`` for progress lines: to stderr (the table and JSON path go to stdout), or silent."""
+    if quiet:
+        return lambda msg: None
+    return lambda msg: print(msg, file=sys.stderr, flush=True)
 
 
 def finish_info(info):

@@ -250,7 +250,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))  # noqa: E731
+    log = common.progress_logger(args.quiet)
     info = common.machine_info(torch.get_num_threads())
     settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
     if args.ablation:

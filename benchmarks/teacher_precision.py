@@ -206,7 +206,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))  # noqa: E731
+    log = common.progress_logger(args.quiet)
     info = common.machine_info(torch.get_num_threads())
     pairs, source = photos()
     results = [measure_teacher(name, args, pairs, log) for name in args.teachers]

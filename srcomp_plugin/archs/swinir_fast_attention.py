@@ -308,20 +308,20 @@ def use_fused_attention(model):
     change; parameters, buffers and state-dict keys stay as they are. Subclasses of
     those BasicSR classes (someone else's override) are left alone.
     """
-    for module in model.modules():
-        fused = _FUSED_CLASSES.get(type(module))
-        if fused is not None:
-            module.__class__ = fused
-    return model
+    return _swap_classes(model, _FUSED_CLASSES)
 
 
 def use_eager_attention(model):
     """Undo :func:`use_fused_attention`: back to BasicSR's own forwards, in place; returns ``model``."""
-    eager = {fused: original for original, fused in _FUSED_CLASSES.items()}
+    return _swap_classes(model, {fused: original for original, fused in _FUSED_CLASSES.items()})
+
+
+def _swap_classes(model, mapping):
+    """Give every module of ``model`` whose exact class is a key of ``mapping`` the mapped class."""
     for module in model.modules():
-        original = eager.get(type(module))
-        if original is not None:
-            module.__class__ = original
+        new_class = mapping.get(type(module))
+        if new_class is not None:
+            module.__class__ = new_class
     return model
 
 
