@@ -23,6 +23,14 @@ Options beyond SRModel's:
 * ``train.teacher_cache`` (beyond the paper): ``{format: png|lmdb}`` or ``true``; see
   ``srcomp_plugin/data/teacher_cache.py``. Needs ``datasets.train.type:
   DistillPairedImageDataset`` and its ``dataroot_teacher``.
+* Teacher-labelled extra inputs (beyond the paper): with ``datasets.train.type:
+  ExtraInputsPairedImageDataset`` (``srcomp_plugin/data/extra_inputs_dataset.py``) a batch
+  holds unlabelled LR inputs too (``labelled`` false, placeholder ``gt``). The pixel loss is
+  the mean over the labelled samples only, and is skipped (not logged) when a batch has none;
+  under DDP a 0 ``l_pix`` is logged instead, because ``reduce_loss_dict`` reduces one tensor
+  of every rank's losses, so all ranks must log the same keys. The distillation loss covers
+  all samples. Unlabelled inputs need the live teacher: they are refused with no
+  ``distill_opt`` or with ``train.teacher_cache`` (which holds the labelled images' targets only).
 
 The release's key names are accepted with a deprecation warning: ``tea_network_g`` ->
 ``network_t``; ``tea_path`` (a path, or a dict with ``pretrain_network_g``, ``param_key_g``,
@@ -52,6 +60,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..data.distill_paired_dataset import DistillPairedImageDataset
+from ..data.extra_inputs_dataset import ExtraInputsPairedImageDataset, read_extra_prob
 from ..data.teacher_cache import cache_fingerprint, fill_cache, open_cache
 from ..archs.edsr_fused_convs import use_fused_convs
 from ..archs.swinir_fast_attention import use_fused_attention
@@ -212,6 +221,7 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
         train_set = self.opt.get('datasets', {}).get('train')
         if train_set is None:
             return
+        self._check_extra_inputs(train_set)
         is_cache_set = train_set.get('type') == DistillPairedImageDataset.__name__
         if self.use_teacher_cache and not is_cache_set:
             raise ValueError('train.teacher_cache needs datasets.train.type: DistillPairedImageDataset (with '
@@ -219,6 +229,20 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
         if is_cache_set and not self.use_teacher_cache:
             raise ValueError('datasets.train.type DistillPairedImageDataset reads a teacher cache: set '
                              'train.teacher_cache (and a distill_opt), or use PairedImageDataset')
+
+    def _check_extra_inputs(self, train_set):
+        """Unlabelled inputs have no target but the live teacher's: refuse set-ups without one."""
+        if train_set.get('type') != ExtraInputsPairedImageDataset.__name__ or read_extra_prob(train_set) == 0:
+            return
+        where = 'datasets.train.type: ExtraInputsPairedImageDataset with extra_prob > 0'
+        if self.cri_distill is None:
+            raise ValueError(f'{where} yields unlabelled samples, which only the teacher can label, but '
+                             'train.distill_opt is empty: set train.distill_opt (and network_t), or set '
+                             'datasets.train.extra_prob: 0')
+        if self.use_teacher_cache:
+            raise ValueError(f'{where} yields unlabelled samples, but train.teacher_cache holds teacher outputs '
+                             'for the labelled training images only: remove train.teacher_cache (the live '
+                             'teacher labels them), or set datasets.train.extra_prob: 0')
 
     def prepare_teacher_cache(self):
         """Fill ``datasets.train.dataroot_teacher`` with the teacher's SR images (missing ones only)."""
@@ -253,6 +277,7 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
     def feed_data(self, data):
         super().feed_data(data)
         self.teacher_output = data['teacher'].to(self.device) if 'teacher' in data else None
+        self.labelled = data['labelled'].to(self.device).bool() if 'labelled' in data else None
 
     def teacher_targets(self):
         """The teacher's SR output for ``self.lq``: cached, or one frozen forward."""
@@ -274,6 +299,14 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
                 f'({self.opt["network_t"].get("upscale")}) and network_g.upscale '
                 f'({self.opt["network_g"].get("upscale")}) must both equal scale ({self.opt.get("scale")}).')
 
+    def labelled_pixel_loss(self):
+        """``cri_pix`` over the samples with a ground truth; None when the batch has none."""
+        if self.labelled is None or self.labelled.all():
+            return self.cri_pix(self.output, self.gt)
+        if not self.labelled.any():
+            return None
+        return self.cri_pix(self.output[self.labelled], self.gt[self.labelled])
+
     def optimize_parameters(self, current_iter):
         # The teacher runs first, so its activations are freed before the student's graph exists.
         target = self.teacher_targets() if self.cri_distill is not None else None
@@ -288,9 +321,12 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
             l_total += l_distill
             loss_dict['l_distill'] = l_distill
         if self.cri_pix is not None:
-            l_pix = self.cri_pix(self.output, self.gt)
-            l_total += l_pix
-            loss_dict['l_pix'] = l_pix
+            l_pix = self.labelled_pixel_loss()
+            if l_pix is not None:
+                l_total += l_pix
+                loss_dict['l_pix'] = l_pix
+            elif self.opt.get('dist'):
+                loss_dict['l_pix'] = torch.zeros((), device=self.device)  # every rank logs the same keys
         l_total.backward()
         self.optimizer_g.step()
 
