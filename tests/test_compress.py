@@ -348,8 +348,9 @@ def test_written_options_train_for_two_iterations(sr_dataset, tmp_path):
     opt_path = write_opt(tmp_path / 'prune.yml', prune_opt)
     out = tmp_path / 'opts' / 'tiny_distill.yml'
 
-    run_module('srcomp_plugin.cli', ['compress', '-opt', opt_path, '--checkpoint', tmp_path / 'sparse.pth', '--init',
-                                     'pruned', '--total-iter', '2', '--out', out, '--no-macs'], cwd=tmp_path)
+    run_module('srcomp_plugin.cli', ['compress', '-opt', opt_path, '--checkpoint', tmp_path / 'sparse.pth', '--recipe',
+                                     'paper', '--init', 'pruned', '--total-iter', '2', '--out', out, '--no-macs'],
+               cwd=tmp_path)
     report = yaml.safe_load(out.with_name('tiny_distill_compress_report.json').read_text())
     assert report['target']['source'] == 'measured global density'
     assert 0.45 < report['density']['global'] < 0.55
@@ -362,6 +363,7 @@ def test_written_options_train_for_two_iterations(sr_dataset, tmp_path):
     assert distill['datasets'] == _plain(prune_opt['datasets'])
     assert distill['train']['distill_opt'] == {'type': 'MultiLapLoss', 'loss_weight': 1.0}
     assert distill['train']['pixel_opt']['type'] == 'L1Loss' and distill['train']['pixel_opt']['loss_weight'] == 0.1
+    assert distill['path']['pretrain_network_g'] == report['outputs']['pruned_init']  # --init overrides the recipe
 
     run_module('srcomp_plugin.train', ['-opt', out], cwd=tmp_path)
     models = tmp_path / 'experiments' / 'tiny_distill' / 'models'
@@ -407,3 +409,42 @@ def test_head_dims_are_chosen_inside_each_head():
 
     mass = torch.tensor([9., 8., 7., 6., 0.1, 0.3, 0.2, 0.0])  # two heads of 4 dims; head 0 is heavier throughout
     assert _head_dims(mass, heads=2, keep_per_head=2).tolist() == [0, 1, 5, 6]
+
+
+def _recipe_template(name):
+    return yaml.safe_load((Path(__file__).resolve().parents[1] / 'options' / 'distill' / f'recipe_{name}.yml').read_text())
+
+
+@pytest.mark.parametrize('recipe, init, scheduler_key', [('srcomp', 'pruned', 'periods'), ('paper', 'scratch',
+                                                                                              'milestones')])
+def test_recipes_write_their_template_keys(sr_dataset, tmp_path, recipe, init, scheduler_key):
+    """Each recipe is nothing but its template's option keys (schedule rescaled) and its start."""
+    prune_opt = _tiny_prune_opt(sr_dataset, tmp_path / 'dense.pth')
+    teacher = build_arch('EDSR', _kwargs(prune_opt['network_g']))
+    torch.save({'params': teacher.state_dict()}, tmp_path / 'dense.pth')
+    result = compress(write_opt(tmp_path / 'prune.yml', prune_opt), tmp_path / 'dense.pth', tmp_path / f'{recipe}.yml',
+                      ratio=0.5, recipe=recipe, total_iter=1000, macs=False)
+    template = _recipe_template(recipe)
+    assert template['recipe'] == {'name': recipe, 'init': init}
+    train, expected = result.distill_opt['train'], template['train']
+    for key in ('optim_g', 'distill_opt', 'pixel_opt', 'ema_decay'):
+        assert train[key] == expected[key]
+    assert train['total_iter'] == 1000
+    assert train['scheduler']['type'] == expected['scheduler']['type']
+    scaled = [max(1, round(v * 1000 / expected['total_iter'])) for v in expected['scheduler'][scheduler_key]]
+    assert train['scheduler'][scheduler_key] == scaled
+    if recipe == 'srcomp':
+        assert scaled == [1000]  # the cosine schedule ends with the run
+    init_path = result.distill_opt['path']['pretrain_network_g']
+    assert (init_path is not None) == (init == 'pruned')
+    assert result.report['recipe'] == recipe and result.report['init'] == init
+    written = yaml.safe_load((tmp_path / f'{recipe}.yml').read_text())
+    assert written['train'] == _plain(train)
+
+
+def test_unknown_recipe_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        compress_main(['-opt', str(tmp_path / 'p.yml'), '--checkpoint', 'x.pth', '--out', 'o.yml', '--recipe', 'fast'])
+    assert "invalid choice: 'fast'" in capsys.readouterr().err
+    with pytest.raises(CompressError, match=r"--recipe must be one of \['srcomp', 'paper'\]"):
+        compress(tmp_path / 'p.yml', 'x.pth', tmp_path / 'o.yml', recipe='fast')

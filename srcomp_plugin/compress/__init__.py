@@ -4,20 +4,22 @@
   SwinIRmini) and what depth and width mean for each;
 * :mod:`.shape_rule`: the rule (depth kept, then the largest width within r x teacher params);
 * :mod:`.pruned_init`: ``--init pruned``, a student state dict sliced from the sparse teacher;
+* :mod:`.recipes`: the stage-3 recipes (``srcomp``, ``paper``) read from ``options/distill``;
 * :mod:`.distill_options`: the stage-3 option file;
 * :mod:`.report`: the printed/saved report;
 * :mod:`.compressor`: all of it from an option file and a checkpoint (``srcomp compress``,
   whose argument parsing is :mod:`.cli`).
 """
 from .compressor import CompressResult, compress
-from .distill_options import build_distill_options, check_distill_options, release_train
+from .distill_options import build_distill_options, check_distill_options
 from .errors import CompressError, CompressWarning
 from .families import SUPPORTED_TEACHERS, teacher_family
 from .pruned_init import prune_edsr, prune_swinir, pruned_state_dict
+from .recipes import DEFAULT_RECIPE, RECIPES, load_recipe, recipe_train
 from .shape_rule import StudentShape, derive_student, parse_ratio
 
 __all__ = [
-    'CompressError', 'CompressResult', 'CompressWarning', 'SUPPORTED_TEACHERS', 'StudentShape',
-    'build_distill_options', 'check_distill_options', 'compress', 'derive_student', 'parse_ratio', 'prune_edsr',
-    'prune_swinir', 'pruned_state_dict', 'release_train', 'teacher_family'
+    'CompressError', 'CompressResult', 'CompressWarning', 'DEFAULT_RECIPE', 'RECIPES', 'SUPPORTED_TEACHERS',
+    'StudentShape', 'build_distill_options', 'check_distill_options', 'compress', 'derive_student', 'load_recipe',
+    'parse_ratio', 'prune_edsr', 'prune_swinir', 'pruned_state_dict', 'recipe_train', 'teacher_family'
 ]

@@ -1,7 +1,8 @@
 """``srcomp compress``: stage 2, from a sparse checkpoint to the student and its stage-3 options.
 
     srcomp compress -opt PRUNE_OPT.yml --checkpoint SPARSE.pth [--ratio R | --params N]
-                    [--depth-keep 0.5] [--init scratch|pruned] --out DISTILL_OPT.yml
+                    [--depth-keep 0.5] [--recipe srcomp|paper] [--init scratch|pruned]
+                    --out DISTILL_OPT.yml
 
 A thin shell over :func:`srcomp_plugin.compress.compressor.compress`: prints the report as
 a table (or JSON with ``--json``), and saves it beside ``--out``.
@@ -11,8 +12,9 @@ import json
 import sys
 import warnings
 
-from .compressor import INITS, compress
+from .compressor import compress
 from .errors import CompressError, CompressWarning
+from .recipes import DEFAULT_RECIPE, INITS, RECIPES
 
 
 def _parser():
@@ -32,16 +34,20 @@ def _parser():
     parser.add_argument('--depth-keep', type=float, default=0.5,
                         help='fraction of residual units kept; stages and layers each get its square root where '
                         'both exist (default 0.5)')
-    parser.add_argument('--init', choices=INITS, default='scratch',
-                        help='scratch: the student starts from random weights (the release); pruned: also write a '
-                        'student checkpoint sliced from the sparse teacher and start from it')
+    parser.add_argument('--recipe', choices=RECIPES, default=DEFAULT_RECIPE,
+                        help='stage-3 recipe (options/distill/recipe_*.yml): srcomp (default: the student sliced from '
+                        'the sparse teacher, L1 to the teacher + L1 to the ground truth, cosine schedule) or paper '
+                        '(the release: from scratch, MultiLapLoss + 0.1 L1, MultiStepLR)')
+    parser.add_argument('--init', choices=INITS,
+                        help="override the recipe's start: scratch (random weights) or pruned (write a student "
+                        'checkpoint sliced from the sparse teacher and start from it)')
     parser.add_argument('--out', required=True, metavar='DISTILL_OPT.yml', help='the stage-3 option file to write')
     parser.add_argument('--key', help='state-dict key of the checkpoint (default params: the sparse weights; '
                         'params_ema is not sparse)')
     parser.add_argument('--teacher', metavar='DENSE.pth',
                         help='the dense teacher checkpoint for stage 3 (default: path.pretrain_network_g of -opt)')
     parser.add_argument('--total-iter', type=int,
-                        help='stage-3 iterations (default the release\'s 800000; the LR milestones scale with it)')
+                        help='stage-3 iterations (default the recipe\'s 800000; the LR schedule ends with it)')
     parser.add_argument('--name', help='stage-3 experiment name (default: the stem of --out)')
     parser.add_argument('--no-macs', action='store_true', help='skip the MACs count (seconds for SwinIR-light)')
     parser.add_argument('--json', action='store_true', help='print the report as JSON')
@@ -55,7 +61,8 @@ def main(argv=None):
         try:
             result = compress(args.opt, args.checkpoint, args.out, ratio=args.ratio, params=args.params,
                               depth_keep=args.depth_keep, init=args.init, key=args.key, teacher_checkpoint=args.teacher,
-                              total_iter=args.total_iter, name=args.name, macs=not args.no_macs)
+                              total_iter=args.total_iter, name=args.name, macs=not args.no_macs,
+                              recipe=args.recipe)
         except CompressError as err:
             print(f'srcomp compress: {err}', file=sys.stderr)
             return 2

@@ -9,8 +9,10 @@ the small modules beside it:
    with the option file's ``train.sparsity.measure`` or the arch's default patterns);
 3. r = the measured global density, unless a ratio or parameter budget is given;
 4. derive the student (:mod:`.shape_rule`);
-5. optionally slice a student initialisation out of the sparse teacher (:mod:`.pruned_init`);
-6. write the stage-3 option file (:mod:`.distill_options`) and the report
+5. slice a student initialisation out of the sparse teacher when the recipe (or ``init``)
+   asks for it (:mod:`.pruned_init`);
+6. write the stage-3 option file with the recipe's settings (:mod:`.distill_options`,
+   :mod:`.recipes`) and the report
    (:mod:`.report`) next to it.
 """
 import os
@@ -29,10 +31,9 @@ from .distill_options import build_distill_options
 from .errors import CompressError, CompressWarning
 from .families import teacher_family
 from .pruned_init import pruned_state_dict
+from .recipes import DEFAULT_RECIPE, INITS, load_recipe
 from .report import build_report, format_report, save_report
 from .shape_rule import build_arch, derive_student, parse_ratio
-
-INITS = ('scratch', 'pruned')
 
 
 @dataclass
@@ -90,8 +91,8 @@ def _default_name(out):
     return Path(out).stem
 
 
-def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=0.5, init='scratch', key=None,
-             teacher_checkpoint=None, total_iter=None, name=None, macs=True, opt_path=None):
+def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=0.5, init=None, key=None,
+             teacher_checkpoint=None, total_iter=None, name=None, macs=True, opt_path=None, recipe=DEFAULT_RECIPE):
     """Run stage 2 and write its files; returns a :class:`CompressResult`.
 
     Args:
@@ -102,7 +103,8 @@ def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=0.5
         ratio: target params ratio in (0, 1] (number, decimal string or ``'a/b'``); default
             the measured global density. ``params``: an absolute budget instead.
         depth_keep: fraction of residual units kept.
-        init: ``'scratch'`` (the release) or ``'pruned'`` (slice the sparse teacher).
+        init: ``'scratch'`` (random weights) or ``'pruned'`` (slice the sparse teacher);
+            default: the recipe's.
         key: state-dict key of the checkpoint (default ``params``: the sparse weights).
         teacher_checkpoint: the dense teacher for stage 3 (default the option file's
             ``path.pretrain_network_g``).
@@ -110,7 +112,9 @@ def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=0.5
         name: stage-3 experiment name (default the output file's stem).
         macs: also count MACs at a 720p output (a few seconds for SwinIR-light).
         opt_path: the option file's path for messages, when ``prune_opt`` is a dict.
+        recipe: the stage-3 recipe (:mod:`.recipes`): ``'srcomp'`` (default) or ``'paper'``.
     """
+    init = init or load_recipe(recipe)['init']
     if init not in INITS:
         raise CompressError(f'--init must be one of {INITS}, got {init!r}')
     if ratio is not None and params is not None:
@@ -177,11 +181,11 @@ def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=0.5
         prune_opt, shape.network_opt(), teacher_path, name,
         param_key_t=path_opt.get('param_key_g', 'params'),
         strict_load_t=path_opt.get('strict_load_g', True),
-        student_init=init_path, total_iter=total_iter)
+        student_init=init_path, total_iter=total_iter, recipe=recipe)
 
     report = build_report(
         opt_path=opt_path, checkpoint=checkpoint, key=key, density=density, ratio_source=source, shape=shape,
-        profiles=profiles, teacher_path=teacher_path, out=out, init=init, init_path=init_path, selection=selection,
+        profiles=profiles, teacher_path=teacher_path, out=out, recipe=recipe, init=init, init_path=init_path, selection=selection,
         notes=notes)
     header = format_report(report)
     out.write_text(_yaml_header(header) + dump_options(distill_opt))

@@ -12,10 +12,9 @@ Modelled on ``options/distill/train_*mini_x*_distill.yml``. What comes from wher
 * ``path.pretrain_network_g``: ``~`` (from scratch, the release) or the pruned init;
 * ``scale``, ``num_gpu``, ``manual_seed``, ``datasets``, ``val``, ``logger``,
   ``dist_params``: copied from the prune option file, so the run uses the same data;
-* ``train``: method.md's stage-3 release settings: EMA 0.999, Adam lr 1e-4 betas (0.9,
-  0.999), 800k iterations, MultiStepLR [250k, 400k, 450k] x0.5, ``distill_opt``
-  MultiLapLoss weight 1.0 and ``pixel_opt`` L1 weight 0.1. ``total_iter`` may be given
-  shorter, the milestones then scale with it.
+* ``train``: the recipe's template (:mod:`.recipes`): ``srcomp`` by default, ``paper`` for
+  the release's MultiLapLoss x 1.0 + L1 x 0.1 and MultiStepLR. ``total_iter`` may be given
+  shorter; the schedule then ends with it.
 
 Batch and patch size are those of the copied ``datasets.train`` (the release used batch 16,
 HR patch 96 for EDSR and 128 for SwinIR in both stages).
@@ -23,18 +22,8 @@ HR patch 96 for EDSR and 128 for SwinIR in both stages).
 import copy
 
 from .errors import CompressError
+from .recipes import DEFAULT_RECIPE, recipe_train
 
-RELEASE_TOTAL_ITER = 800000
-RELEASE_MILESTONES = (250000, 400000, 450000)
-RELEASE_TRAIN = {
-    'ema_decay': 0.999,
-    'optim_g': {'type': 'Adam', 'lr': 1e-4, 'weight_decay': 0, 'betas': [0.9, 0.999]},
-    'scheduler': {'type': 'MultiStepLR', 'milestones': list(RELEASE_MILESTONES), 'gamma': 0.5},
-    'total_iter': RELEASE_TOTAL_ITER,
-    'warmup_iter': -1,
-    'distill_opt': {'type': 'MultiLapLoss', 'loss_weight': 1.0},
-    'pixel_opt': {'type': 'L1Loss', 'loss_weight': 0.1, 'reduction': 'mean'},
-}
 COPIED_KEYS = ('scale', 'num_gpu', 'manual_seed', 'datasets', 'val', 'logger', 'dist_params')
 REQUIRED = {
     '': ('name', 'model_type', 'scale', 'datasets', 'network_g', 'network_t', 'path', 'train'),
@@ -44,20 +33,9 @@ REQUIRED = {
 }
 
 
-def release_train(total_iter=None):
-    """method.md's stage-3 ``train`` section; a shorter ``total_iter`` scales the milestones."""
-    train = copy.deepcopy(RELEASE_TRAIN)
-    if total_iter is not None:
-        if not isinstance(total_iter, int) or total_iter < 1:
-            raise CompressError(f'--total-iter must be a positive integer, got {total_iter!r}')
-        train['total_iter'] = total_iter
-        train['scheduler']['milestones'] = [max(1, round(m * total_iter / RELEASE_TOTAL_ITER))
-                                            for m in RELEASE_MILESTONES]
-    return train
-
-
 def build_distill_options(prune_opt, student_opt, teacher_checkpoint, name, param_key_t='params',
-                          strict_load_t=True, student_init=None, total_iter=None):
+                          strict_load_t=True, student_init=None, total_iter=None,
+                          recipe=DEFAULT_RECIPE):
     """The stage-3 option dict (see module docstring).
 
     Args:
@@ -67,7 +45,8 @@ def build_distill_options(prune_opt, student_opt, teacher_checkpoint, name, para
         name: the experiment name.
         param_key_t, strict_load_t: how to load the teacher checkpoint.
         student_init: a student checkpoint (``params``) to start from, or None (scratch).
-        total_iter: None for the release's 800k iterations.
+        total_iter: None for the recipe's 800k iterations.
+        recipe: the stage-3 recipe whose ``train`` section is written (:mod:`.recipes`).
     """
     opt = {'name': name, 'model_type': 'DistillSRModel'}
     for key in COPIED_KEYS:
@@ -84,7 +63,7 @@ def build_distill_options(prune_opt, student_opt, teacher_checkpoint, name, para
         'param_key_t': param_key_t,
         'strict_load_t': strict_load_t,
     }
-    opt['train'] = release_train(total_iter)
+    opt['train'] = recipe_train(recipe, total_iter)
     order = ('name', 'model_type', 'scale', 'num_gpu', 'manual_seed', 'datasets', 'network_g', 'network_t', 'path',
              'train', 'val', 'logger', 'dist_params')
     opt = {key: opt[key] for key in order if key in opt}

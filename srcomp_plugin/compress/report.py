@@ -24,7 +24,7 @@ def _net_entry(network_opt, shape, params, profile):
     return entry
 
 
-def build_report(opt_path, checkpoint, key, density, ratio_source, shape, profiles, teacher_path, out, init,
+def build_report(opt_path, checkpoint, key, density, ratio_source, shape, profiles, teacher_path, out, recipe, init,
                  init_path, selection, notes):
     """The report dict (see module docstring); ``profiles`` is (teacher, student) or None."""
     teacher_profile, student_profile = profiles if profiles else (None, None)
@@ -56,6 +56,7 @@ def build_report(opt_path, checkpoint, key, density, ratio_source, shape, profil
         'achieved': {'params_ratio': shape.achieved_ratio,
                      'params_reduction': 1 - shape.achieved_ratio},
         'distill_teacher_checkpoint': str(teacher_path),
+        'recipe': recipe,
         'init': init,
         'outputs': {'distill_options': str(out), 'pruned_init': str(init_path) if init_path else None},
         'notes': list(notes),
@@ -116,8 +117,11 @@ def format_report(report):
         '',
         f"stage-3 options   {report['outputs']['distill_options']}",
         f"distil from       {report['distill_teacher_checkpoint']} (the original dense teacher)",
-        f"student init      {report['outputs']['pruned_init'] or 'scratch (as in the release)'}",
+        f"recipe            {report['recipe']}",
+        f"student init      {report['outputs']['pruned_init'] or 'scratch (random weights)'}",
     ]
+    if report.get('init_psnr') is not None:
+        lines.append(f"init PSNR         {report['init_psnr']['psnr']:.2f} dB (Y, on {report['init_psnr']['dataset']})")
     lines += [f'NOTE: {note}' for note in report['notes']]
     return '\n'.join(lines)
 

@@ -17,7 +17,7 @@ import os.path as osp
 
 from PIL import Image
 
-CHECKED_TYPES = ('PairedImageDataset', 'DistillPairedImageDataset')
+CHECKED_TYPES = ('PairedImageDataset', 'DistillPairedImageDataset', 'ExtraInputsPairedImageDataset')
 IMAGE_EXT = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
 
 

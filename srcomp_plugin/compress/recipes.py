@@ -1,0 +1,68 @@
+"""Stage-3 recipes: named sets of ordinary BasicSR option keys for the distillation run.
+
+A recipe is a YAML template in ``options/distill/recipe_<name>.yml`` with two sections:
+``recipe`` (its ``name`` and where the student starts, ``init: scratch|pruned``) and the
+``train`` section that ``srcomp compress`` writes, unchanged, into the stage-3 option file.
+Nothing else changes between recipes: no hidden code path, so any generated option file
+reads as a complete description of its run.
+
+* ``paper``: the authors' release (student from scratch, MultiLapLoss x 1.0 + L1 to the
+  ground truth x 0.1, MultiStepLR);
+* ``srcomp`` (the default): the student sliced from the stage-1 checkpoint, L1 to the
+  teacher's output plus L1 to the ground truth, a cosine schedule that ends at the last
+  iteration. Chosen by the ablation of ``benchmarks/quality.py`` (``benchmarks/QUALITY.md``).
+
+A shorter ``total_iter`` rescales the schedule: MultiStepLR milestones keep their fractions
+of the run, and a cosine period becomes the run itself, so every schedule still decays to
+its end.
+"""
+import copy
+from pathlib import Path
+
+import yaml
+
+from .errors import CompressError
+
+RECIPES = ('srcomp', 'paper')
+DEFAULT_RECIPE = 'srcomp'
+INITS = ('scratch', 'pruned')
+
+
+def recipe_dir():
+    """``options/distill`` of the repository (a clone or an editable install), else of the cwd."""
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        folder = root / 'options' / 'distill'
+        if (folder / f'recipe_{DEFAULT_RECIPE}.yml').is_file():
+            return folder
+    raise CompressError('the recipe templates options/distill/recipe_*.yml were not found next to the package or in '
+                        'the current folder; install srcomp from a clone of its repository (pip install -e .)')
+
+
+def load_recipe(name):
+    """The recipe template ``name`` as ``{'name', 'init', 'train'}`` (a fresh copy)."""
+    if name not in RECIPES:
+        raise CompressError(f'--recipe must be one of {list(RECIPES)}, got {name!r}')
+    path = recipe_dir() / f'recipe_{name}.yml'
+    with open(path, encoding='utf-8') as f:
+        template = yaml.safe_load(f)
+    head = template.get('recipe') or {}
+    if head.get('name') != name or head.get('init') not in INITS or not isinstance(template.get('train'), dict):
+        raise CompressError(f'{path}: a recipe template needs recipe.name ({name}), recipe.init (one of {INITS}) and '
+                            'a train mapping')
+    return {'name': name, 'init': head['init'], 'train': copy.deepcopy(template['train'])}
+
+
+def recipe_train(name, total_iter=None):
+    """The recipe's ``train`` section, its schedule rescaled to ``total_iter`` when given."""
+    train = load_recipe(name)['train']
+    if total_iter is None:
+        return train
+    if not isinstance(total_iter, int) or isinstance(total_iter, bool) or total_iter < 1:
+        raise CompressError(f'--total-iter must be a positive integer, got {total_iter!r}')
+    full, scheduler = train['total_iter'], train['scheduler']
+    train['total_iter'] = total_iter
+    if 'milestones' in scheduler:
+        scheduler['milestones'] = [max(1, round(m * total_iter / full)) for m in scheduler['milestones']]
+    if 'periods' in scheduler:
+        scheduler['periods'] = [max(1, round(p * total_iter / full)) for p in scheduler['periods']]
+    return train
