@@ -11,7 +11,13 @@
   the log and tensorboard as ``density`` and ``orthant_phase``: 0 Prox-SG, 1 orthant);
 * ``save`` also writes ``models/sparsity_{iter}.json`` (the density report of
   :mod:`srcomp_plugin.measure.sparsity`, plus the optimizer phase) next to BasicSR's
-  ``net_g_{iter}.pth``; under DDP it checks that every rank holds identical weights.
+  ``net_g_{iter}.pth``; under DDP it checks that every rank holds identical weights;
+* with ``train.sparsity.structured``, ``optimize_parameters`` also chooses the student
+  sub-network that ``srcomp compress --init pruned`` will slice out and decays everything
+  outside it to exactly zero (:mod:`srcomp_plugin.compress.structured_decay`), so the
+  slice is lossless. The choice is kept in the optimizer's state dict (so in BasicSR's
+  training state, and ``--auto_resume`` restores it), the log gets ``structured_progress``
+  and ``structured_dropped_l1``, and the report gets a ``structured`` entry.
 
 Options (``train``)::
 
@@ -27,6 +33,11 @@ Options (``train``)::
     sparsity:
       regularize: all            # or a list of name globs; the rest get lambda 0 (plain SGD)
       measure: ~                 # name globs; default EDSR body.*.weight, SwinIR layers.*weight
+      structured:                # optional (EDSR family only); absent: no structured decay
+        ratio: 0.2               # as srcomp compress --ratio; or params: N (as --params)
+        depth_keep: 0.5          # as srcomp compress --depth-keep
+        start: 0.2               # fraction of total_iter: the sub-network is chosen here
+        end: 0.7                 # fraction of total_iter: the rest is exactly 0 from here on
 
 ``auto_epoch_unit: samples`` makes ``epoch_size: auto`` the number of training samples per
 epoch (dataset length x enlarge ratio) while the optimizer still counts steps, exactly as
@@ -51,12 +62,14 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from ..compress.structured_decay import StructuredDecay, parse_structured
 from ..measure.sparsity import default_measure_patterns, density_report, global_density, select_params
 from ..optim import OBProxSG
 from .checkpoint_safety import CheckpointSafetyMixin
 from ..optim.obproxsg import ORTHANT
 
-SPARSITY_KEYS = ('regularize', 'measure')
+SPARSITY_KEYS = ('regularize', 'measure', 'structured')
+STRUCTURED_STATE_KEY = 'srcomp_structured'  # in the optimizer's state dict, i.e. in BasicSR's training state
 AUTO_EPOCH_UNITS = ('iterations', 'samples')
 
 
@@ -78,8 +91,14 @@ class SparseSRModel(CheckpointSafetyMixin, SRModel):
             raise ValueError(f'train.sparsity.measure {self.measure_patterns} matches no parameter of '
                              f'network_g ({self.opt["network_g"]["type"]}); names look like {names[:4]}.')
         self.regularize = sparsity_opt.get('regularize', 'all')
+        self.structured = None
+        if sparsity_opt.get('structured') is not None:
+            plan = parse_structured(sparsity_opt['structured'], self.opt['network_g'], self.opt['train']['total_iter'])
+            self.structured = StructuredDecay(plan)
         super().init_training_settings()
         self._last_phase = None
+        if self.structured is not None:
+            self._keep_structured_in_optimizer_state()
 
     def _resolve_epoch_size(self, optim_opt):
         """``epoch_size: auto`` -> iterations per epoch of the train loader (BasicSR's formula)."""
@@ -138,8 +157,51 @@ class SparseSRModel(CheckpointSafetyMixin, SRModel):
 
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
-        get_root_logger().info(f'OBProx-SG resumed at optimizer step {self.optimizer_g.num_steps}: '
-                               f'{self.optimizer_g.settings()}.')
+        logger = get_root_logger()
+        logger.info(f'OBProx-SG resumed at optimizer step {self.optimizer_g.num_steps}: '
+                    f'{self.optimizer_g.settings()}.')
+        if self.structured is None:
+            return
+        if self.structured.selection is not None:
+            logger.info(f'structured decay resumed with the sub-network chosen at iteration '
+                        f'{self.structured.plan.start_iter}: {self.structured.selection}.')
+        elif resume_state['iter'] > self.structured.plan.start_iter:
+            logger.warning(f'structured decay: the resumed state (iteration {resume_state["iter"]}) has no '
+                           f'selection although train.sparsity.structured.start is iteration '
+                           f'{self.structured.plan.start_iter}; it is chosen now, on the resumed weights.')
+
+    # --------------------------------------------------------------- structured decay
+    def _keep_structured_in_optimizer_state(self):
+        """Save the structured selection with the optimizer's state, so ``--auto_resume`` restores it.
+
+        BasicSR's training state holds the optimizers' state dicts, and resuming loads them
+        before training continues: the selection rides along there instead of in a side file.
+        """
+        def save(optimizer, state):
+            state[STRUCTURED_STATE_KEY] = self.structured.state_dict()
+
+        def load(optimizer, state):
+            saved = state.pop(STRUCTURED_STATE_KEY, None)
+            if saved is not None:
+                self.structured.load_state_dict(saved, self._param_shapes())
+
+        self.optimizer_g.register_state_dict_post_hook(save)
+        self.optimizer_g.register_load_state_dict_pre_hook(load)
+
+    def _named_params(self):
+        return list(self.get_bare_model(self.net_g).named_parameters())
+
+    def _param_shapes(self):
+        return {name: p.shape for name, p in self._named_params()}
+
+    def _select_structured(self, current_iter):
+        decay = self.structured
+        decay.select(self._named_params())
+        total = sum(p.numel() for _, p in self._named_params())
+        get_root_logger().info(
+            f'structured decay: {decay.shape.student_type} sub-network chosen on the weights after iteration '
+            f'{current_iter - 1}: stream channels {decay.selection["stream"]}, blocks {decay.selection["blocks"]}; '
+            f'{decay.num_dropped():,} of {total:,} weights fall linearly to 0 by iteration {decay.plan.end_iter}.')
 
     # ------------------------------------------------------------------------ training
     def _measured_tensors(self):
@@ -147,7 +209,11 @@ class SparseSRModel(CheckpointSafetyMixin, SRModel):
         return [params[n] for n in self.measure_names]
 
     def optimize_parameters(self, current_iter):
+        if self.structured is not None and self.structured.due(current_iter):
+            self._select_structured(current_iter)
         super().optimize_parameters(current_iter)
+        if self.structured is not None:
+            self.structured.apply(self._named_params(), current_iter)
         optimizer = self.optimizer_g
         phase = optimizer.phase_of(optimizer.num_steps - 1)
         logger = get_root_logger()
@@ -162,6 +228,15 @@ class SparseSRModel(CheckpointSafetyMixin, SRModel):
             self.log_dict['orthant_phase'] = 1.0 if phase == ORTHANT else 0.0
             logger.info(f'sparsity: iter {current_iter}, phase {phase} '
                         f'(epoch {(optimizer.num_steps - 1) // optimizer.epoch_size}), density {density:.6f}')
+            if self.structured is not None:
+                self._log_structured(current_iter)
+
+    def _log_structured(self, current_iter):
+        """``structured_progress`` (0 before start, 1 from end on) and the dropped part's share of L1 mass."""
+        decay = self.structured
+        self.log_dict['structured_progress'] = 1.0 - decay.keep_fraction(current_iter)
+        if decay.masks is not None:
+            self.log_dict['structured_dropped_l1'] = decay.dropped_l1(self._named_params())
 
     # --------------------------------------------------------------------- checkpoints
     def _rank_fingerprints(self):
@@ -189,6 +264,8 @@ class SparseSRModel(CheckpointSafetyMixin, SRModel):
                                    lambda_=[g['lambda_'] for g in optimizer.param_groups],
                                    lr=[g['lr'] for g in optimizer.param_groups])
         report.update(density_report(state, self.measure_patterns, self.opt['network_g']['type']))
+        if self.structured is not None:
+            report['structured'] = self.structured.report(self._named_params(), optimizer.num_steps)
         return report
 
     def save(self, epoch, current_iter):
