@@ -364,6 +364,7 @@ def test_written_options_train_for_two_iterations(sr_dataset, tmp_path):
     assert distill['train']['distill_opt'] == {'type': 'MultiLapLoss', 'loss_weight': 1.0}
     assert distill['train']['pixel_opt']['type'] == 'L1Loss' and distill['train']['pixel_opt']['loss_weight'] == 0.1
     assert distill['path']['pretrain_network_g'] == report['outputs']['pruned_init']  # --init overrides the recipe
+    assert 0 < report['init_psnr']['psnr'] < 100  # the sliced student, measured on datasets.val
 
     run_module('srcomp_plugin.train', ['-opt', out], cwd=tmp_path)
     models = tmp_path / 'experiments' / 'tiny_distill' / 'models'

@@ -1,9 +1,11 @@
-"""Issue 6: `srcomp demo --quick` end to end, and `srcomp pipeline` skipping finished
-stages and resuming an interrupted one (the demo's own pipeline, rerun)."""
+"""`srcomp demo --quick` end to end, and `srcomp pipeline` skipping finished stages and
+resuming an interrupted one (the demo's own pipeline, rerun)."""
+import json
 import re
 
 import pytest
 import torch
+import yaml
 
 from conftest import run_module
 
@@ -27,13 +29,14 @@ def _pipeline(work):
 def test_demo_quick_prints_the_comparison_table(demo):
     work, out = demo
     rows = {m.group(1): m.groups()[1:] for m in re.finditer(
-        r'^\| (bicubic|teacher|student from scratch|student via srcomp) \| ([^|]+) \| ([^|]+) \| [^|]+ \| '
-        r'([\d.]+) \| ([\d.]+) \|$', out, re.M)}
-    assert set(rows) == {'bicubic', 'teacher', 'student from scratch', 'student via srcomp'}
+        r'^\| (bicubic|teacher|student from scratch|student via paper recipe|student via srcomp) \| ([^|]+) \| '
+        r'([^|]+) \| [^|]+ \| ([\d.]+) \| ([\d.]+) \|$', out, re.M)}
+    assert set(rows) == {'bicubic', 'teacher', 'student from scratch', 'student via paper recipe',
+                         'student via srcomp'}
     teacher_params = int(rows['teacher'][0].replace(',', ''))
     student_params = int(rows['student via srcomp'][0].replace(',', ''))
-    assert rows['student from scratch'][0] == rows['student via srcomp'][0]
-    assert 0 < student_params <= 0.2 * teacher_params  # --ratio 0.2 is the demo's target
+    assert rows['student from scratch'][0] == rows['student via paper recipe'][0] == rows['student via srcomp'][0]
+    assert 0 < student_params <= 0.2 * teacher_params  # the demo's target: 0.04 (shipped teacher) or 0.2
     assert float(rows['student via srcomp'][1]) < float(rows['teacher'][1])  # fewer MACs
     assert all(0 < float(r[2]) < 100 and 0 < float(r[3]) <= 1 for r in rows.values())
     home = work / 'experiments' / NAME
@@ -42,6 +45,35 @@ def test_demo_quick_prints_the_comparison_table(demo):
     assert (work / 'experiments' / f'{NAME}_prune' / 'models' / 'sparsity_latest.json').is_file()
     ckpt = torch.load(work / 'experiments' / f'{NAME}_distill' / 'models' / 'net_g_latest.pth', map_location='cpu')
     assert set(ckpt) == {'params', 'params_ema'}
+    assert 'they end below bicubic, as expected of a smoke run' in out
+
+
+@pytest.mark.slow
+def test_demo_writes_the_table_as_json(demo):
+    work, out = demo
+    records = json.loads((work / f'{NAME}_table.json').read_text())
+    assert [r['role'] for r in records] == ['bicubic', 'teacher', 'scratch', 'paper', 'srcomp']
+    for r in records:
+        assert set(r) >= {'role', 'psnr', 'ssim', 'params', 'macs'}
+        assert isinstance(r['psnr'], float) and isinstance(r['ssim'], float)
+        assert (r['params'] is None) == (r['macs'] is None) == (r['role'] == 'bicubic')
+    by_role = {r['role']: r for r in records}
+    for role in ('teacher', 'scratch', 'paper', 'srcomp'):  # the JSON is the printed table
+        assert f"| {by_role[role]['psnr']:.2f} | {by_role[role]['ssim']:.4f} |" in out
+    assert by_role['scratch']['params'] == by_role['paper']['params'] == by_role['srcomp']['params']
+
+
+@pytest.mark.slow
+def test_demo_srcomp_student_starts_from_the_structured_prune(demo):
+    """The default recipe: stage 1 decays what the slicer drops to zero, stage 3 starts from the slice."""
+    work, _ = demo
+    distill = yaml.safe_load((work / 'experiments' / NAME / 'options' / 'distill.yml').read_text())
+    assert distill['train']['distill_opt']['type'] == 'L1Loss'
+    assert distill['path']['pretrain_network_g'].endswith('_pruned_init.pth')
+    report = json.loads((work / 'experiments' / f'{NAME}_prune' / 'models' / 'sparsity_latest.json').read_text())
+    assert report['structured']['dropped_all_zero'] is True
+    paper = yaml.safe_load((work / 'options' / f'{NAME}_paper.yml').read_text())
+    assert paper['train']['distill_opt']['type'] == 'MultiLapLoss' and paper['path']['pretrain_network_g'] is None
 
 
 @pytest.mark.slow

@@ -29,11 +29,12 @@ def _parser():
                         help='the sparse checkpoint of stage 1 (net_g_*.pth); its density sets the ratio')
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument('--ratio', help='target student/teacher params ratio in (0, 1], a decimal or a fraction '
-                        'such as 49603/1369859 (default: the measured global density)')
+                        'such as 49603/1369859 (default: the target of train.sparsity.structured in -opt, else the '
+                        'measured global density)')
     budget.add_argument('--params', type=int, help='an absolute parameter budget instead of a ratio')
-    parser.add_argument('--depth-keep', type=float, default=0.5,
+    parser.add_argument('--depth-keep', type=float,
                         help='fraction of residual units kept; stages and layers each get its square root where '
-                        'both exist (default 0.5)')
+                        'both exist (default: train.sparsity.structured.depth_keep of -opt, else 0.5)')
     parser.add_argument('--recipe', choices=RECIPES, default=DEFAULT_RECIPE,
                         help='stage-3 recipe (options/distill/recipe_*.yml): srcomp (default: the student sliced from '
                         'the sparse teacher, L1 to the teacher + L1 to the ground truth, cosine schedule) or paper '

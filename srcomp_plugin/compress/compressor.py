@@ -30,6 +30,7 @@ from ..measure.sparsity_cli import load_state_dict, resolve_patterns
 from .distill_options import build_distill_options
 from .errors import CompressError, CompressWarning
 from .families import teacher_family
+from .init_quality import init_psnr
 from .pruned_init import pruned_state_dict
 from .recipes import DEFAULT_RECIPE, INITS, load_recipe
 from .report import build_report, format_report, save_report
@@ -87,11 +88,33 @@ def _profile(network_opt, scale, where):
         raise CompressError(str(err)) from err
 
 
+def _init_psnr(prune_opt, shape, student_sd, notes):
+    """``{'psnr', 'dataset'}`` of the sliced student on the option file's first ``val`` set, or None.
+
+    A slice that starts far below bicubic buys stage 3 little; this makes that visible
+    before the run. Missing data is a note, not an error: stage 2 needs no images.
+    """
+    datasets = prune_opt.get('datasets') or {}
+    val = next((v for k, v in sorted(datasets.items()) if k.startswith('val') and isinstance(v, dict)), None)
+    if val is None:
+        return None
+    missing = [val[k] for k in ('dataroot_gt', 'dataroot_lq') if not Path(str(val.get(k))).exists()]
+    if missing:
+        notes.append(f'init PSNR not measured: {missing[0]} (datasets.val) does not exist here')
+        return None
+    try:
+        psnr = init_psnr(shape.network_opt(), student_sd, val, prune_opt.get('scale'))
+    except Exception as err:  # noqa: BLE001  (a report line must not stop stage 2)
+        notes.append(f'init PSNR not measured on datasets.val: {type(err).__name__}: {err}')
+        return None
+    return {'psnr': psnr, 'dataset': val.get('name', 'val')}
+
+
 def _default_name(out):
     return Path(out).stem
 
 
-def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=0.5, init=None, key=None,
+def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=None, init=None, key=None,
              teacher_checkpoint=None, total_iter=None, name=None, macs=True, opt_path=None, recipe=DEFAULT_RECIPE):
     """Run stage 2 and write its files; returns a :class:`CompressResult`.
 
@@ -101,8 +124,9 @@ def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=0.5
         out: where to write the stage-3 option file (``.yml``); the report and the pruned
             init are written beside it.
         ratio: target params ratio in (0, 1] (number, decimal string or ``'a/b'``); default
-            the measured global density. ``params``: an absolute budget instead.
-        depth_keep: fraction of residual units kept.
+            the target of the option file's ``train.sparsity.structured`` (the student stage 1
+            decayed to), else the measured global density. ``params``: an absolute budget instead.
+        depth_keep: fraction of residual units kept (default the structured target's, else 0.5).
         init: ``'scratch'`` (random weights) or ``'pruned'`` (slice the sparse teacher);
             default: the recipe's.
         key: state-dict key of the checkpoint (default ``params``: the sparse weights).
@@ -134,7 +158,13 @@ def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=0.5
     except ValueError as err:
         raise CompressError(f'{opt_path}: {err}') from err
 
-    if ratio is None and params is None:
+    structured = ((prune_opt.get('train') or {}).get('sparsity') or {}).get('structured') or {}
+    if depth_keep is None:
+        depth_keep = structured.get('depth_keep', 0.5)
+    if ratio is None and params is None and (structured.get('ratio') or structured.get('params')):
+        ratio, params = structured.get('ratio'), structured.get('params')
+        source = 'train.sparsity.structured (the student stage 1 decayed to)'
+    elif ratio is None and params is None:
         measured = Fraction(density['num_measured'] - density['num_zero'], density['num_measured'])
         if measured == 0:
             raise CompressError(f'{checkpoint}: every measured weight is zero (density 0), so the ratio would be 0, '
@@ -173,8 +203,9 @@ def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=0.5
                                                   shape.student_kwargs)
         init_path = out.with_name(f'{out.stem}_pruned_init.pth')
         torch.save({'params': student_sd}, init_path)
+        init_score = _init_psnr(prune_opt, shape, student_sd, notes)
     else:
-        selection = None
+        selection = init_score = None
 
     path_opt = prune_opt.get('path') or {}
     distill_opt = build_distill_options(
@@ -187,6 +218,8 @@ def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=0.5
         opt_path=opt_path, checkpoint=checkpoint, key=key, density=density, ratio_source=source, shape=shape,
         profiles=profiles, teacher_path=teacher_path, out=out, recipe=recipe, init=init, init_path=init_path, selection=selection,
         notes=notes)
+    if init_score is not None:
+        report['init_psnr'] = init_score
     header = format_report(report)
     out.write_text(_yaml_header(header) + dump_options(distill_opt))
     report_paths = save_report(report, out)

@@ -1,19 +1,21 @@
 """``srcomp demo``: the whole method on scikit-image photographs, on the CPU.
 
-No pretrained SR weights can be downloaded offline, so the demo first trains a small
-teacher (or takes ``--teacher CKPT``), then runs the real pipeline (``srcomp pipeline``:
-prune with OBProx-SG, compress, distill with MultiLapLoss + 0.1 L1, test), trains the same
-student from scratch for the same iterations, and prints one table: bicubic, teacher,
-student from scratch, student via the workflow, with params, MACs at a 1280x720 output,
-CPU latency and Y-PSNR/SSIM on held-out photographs.
+No pretrained SR weights can be downloaded offline, so the demo distils from a stand-in
+teacher shipped with the package (an EDSR f64b8 trained here on the demo's own training
+photographs, ``options/teacher/train_EDSR_f64b8_x2_demo.yml``), or trains a small one with
+``--train-teacher`` (and where no teacher is shipped: ``--arch swinir``, ``--scale 3|4``), or
+takes ``--teacher CKPT``. It then runs the real pipeline (``srcomp pipeline``: prune with
+OBProx-SG, compress, distill with the default ``srcomp`` recipe, test), distils the same
+student with the ``paper`` recipe from the same stage-1 result, trains the student from
+scratch for the same iterations, and prints one table: bicubic, teacher, student from
+scratch, student via the paper recipe, student via srcomp, with params, MACs at a 1280x720
+output, CPU latency and Y-PSNR/SSIM on held-out photographs. The table is also written as
+``<workdir>/<tag>_table.md`` and ``<tag>_table.json``.
 
-What it shows: every stage running through BasicSR's own pipelines, and the compact model's
-size and speed. What it does not show: the paper's PSNR. The teacher is tiny and trained
-for minutes on 14 photographs, the prune is a few hundred steps (so the compression target
-is fixed by ``--ratio``, default 0.2, rather than the measured density, which a short prune
-cannot drive down), and a few minutes of distillation cannot reproduce 800k iterations on
-DIV2K. Everything is written under ``--workdir`` (default ``./srcomp_demo``); rerunning
-reuses what is finished.
+What it does not show: the paper's PSNR. Fourteen photographs and minutes of CPU training are
+not 800k iterations on DIV2K, and the prune is a few hundred steps, so the compression target
+is fixed by ``--ratio`` rather than by the measured density. Everything is written under
+``--workdir`` (default ``./srcomp_demo``); rerunning reuses what is finished.
 """
 import argparse
 import json
@@ -24,16 +26,22 @@ from pathlib import Path
 
 from .demo_data import build_demo_dataset
 from .runner import Pipeline, StageFailed
-from .stage_options import save_yaml
+from .stage_options import deep_merge, load_yaml, save_yaml
 
 BUDGETS = {
-    # iterations per training run; 'default' fits ~15 min on 2 cores, 'quick' ~3 min. LR patches of
-    # 32 give HR patches of 64/96/128, multiples of 16 as MultiLapLoss needs.
-    'default': {'teacher': 1000, 'prune': 200, 'student': 800, 'batch': 8, 'lr_patch': 32, 'print_freq': 50,
+    # iterations per training run; 'default' fits ~6 min on 2 cores with the shipped teacher, 'quick'
+    # ~2 min. LR patches of 32 give HR patches of 64/96/128, multiples of 16 as MultiLapLoss needs.
+    'default': {'teacher': 1000, 'prune': 300, 'student': 1000, 'batch': 8, 'lr_patch': 32, 'print_freq': 100,
                 'ema_decay': 0.99},
     'quick': {'teacher': 40, 'prune': 10, 'student': 40, 'batch': 4, 'lr_patch': 32, 'print_freq': 10,
               'ema_decay': 0.9},
 }
+SCRATCH_LR = 5e-4  # students that start from random weights (scratch, paper) in these short runs
+SHIPPED_TEACHERS = {  # (arch, scale) -> the checkpoint in srcomp_plugin/weights and its network_g
+    ('edsr', 2): ('EDSR_f64b8_x2_demo.pth', {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64,
+                                             'num_block': 8, 'upscale': 2, 'res_scale': 1, 'img_range': 255.}),
+}
+RATIOS = {'shipped': 0.04, 'trained': 0.2}  # --ratio defaults: the shipped teacher is 6x the trained one
 TEACHERS = {
     'edsr': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 32, 'num_block': 4, 'res_scale': 1,
              'img_range': 255.},
@@ -54,9 +62,11 @@ def _dataset_opts(data, scale, batch, lr_patch):
 
 
 def _schedule(budget, iters, lr):
+    """Adam with a cosine schedule that decays to the last iteration."""
     return {'total_iter': iters, 'warmup_iter': -1, 'ema_decay': budget['ema_decay'],
             'optim_g': {'type': 'Adam', 'lr': lr, 'weight_decay': 0, 'betas': [0.9, 0.999]},
-            'scheduler': {'type': 'MultiStepLR', 'milestones': [max(1, int(iters * 0.8))], 'gamma': 0.5}}
+            'scheduler': {'type': 'CosineAnnealingRestartLR', 'periods': [iters], 'restart_weights': [1],
+                          'eta_min': 1e-7}}
 
 
 def _logger(budget, iters):
@@ -137,7 +147,7 @@ def infer_edsr_network(checkpoint):
     """The EDSR shape of a BasicSR EDSR checkpoint (res_scale cannot be read: assumed 1)."""
     import torch
 
-    state = torch.load(checkpoint, map_location='cpu')
+    state = torch.load(checkpoint, map_location='cpu', weights_only=True)
     state = state.get('params_ema', state.get('params', state))
     if 'conv_first.weight' not in state or not any(k.startswith('body.') for k in state):
         raise ValueError(f'--teacher {checkpoint}: not a BasicSR EDSR checkpoint (no conv_first/body keys); '
@@ -155,13 +165,67 @@ def build_parser():
     parser = argparse.ArgumentParser(prog='srcomp demo', description=__doc__.split('\n\n')[0])
     parser.add_argument('--arch', choices=sorted(TEACHERS), default='edsr')
     parser.add_argument('--scale', type=int, choices=(2, 3, 4), default=2)
-    parser.add_argument('--quick', action='store_true', help='a ~3 minute smoke run (tiny budgets)')
-    parser.add_argument('--teacher', help='use this trained teacher checkpoint instead of training one')
+    parser.add_argument('--quick', action='store_true', help='a ~2 minute smoke run (tiny budgets: every model '
+                        'ends below bicubic, which is expected)')
+    teacher = parser.add_mutually_exclusive_group()
+    teacher.add_argument('--teacher', help='use this trained teacher checkpoint instead of the shipped one')
+    teacher.add_argument('--train-teacher', action='store_true',
+                         help='train a small teacher here (minutes) instead of using the shipped one')
     parser.add_argument('--teacher-opt', help="option file whose network_g describes --teacher (needed for SwinIR)")
-    parser.add_argument('--ratio', type=float, default=0.2, help='compression target (fraction of teacher params)')
+    parser.add_argument('--ratio', type=float,
+                        help=f'compression target (fraction of teacher params; default {RATIOS["shipped"]} with the '
+                        f'shipped teacher, {RATIOS["trained"]} with a teacher trained here)')
     parser.add_argument('--workdir', default='srcomp_demo', help='everything is written here (default ./srcomp_demo)')
     parser.add_argument('--no-latency', action='store_true', help='skip the 720p CPU latency column')
     return parser
+
+
+def shipped_teacher(arch, scale):
+    """``(checkpoint, network_g)`` of the teacher shipped for ``arch`` at ``scale``, or None."""
+    entry = SHIPPED_TEACHERS.get((arch, scale))
+    if entry is None:
+        return None
+    path = Path(__file__).resolve().parents[1] / 'weights' / entry[0]
+    return (path, dict(entry[1])) if path.is_file() else None
+
+
+def choose_teacher(args, workdir, tag, datasets, budget, scale):
+    """``(network_g, checkpoint, source)``: --teacher, the shipped teacher, or one trained here."""
+    if args.teacher:
+        teacher_net = (dict(load_yaml(args.teacher_opt)['network_g']) if args.teacher_opt
+                       else infer_edsr_network(args.teacher))
+        return teacher_net, Path(args.teacher).resolve(), 'given'
+    shipped = None if args.train_teacher else shipped_teacher(args.arch, scale)
+    if shipped is not None:
+        return shipped[1], shipped[0], 'shipped'
+    if not args.train_teacher:
+        print(f'[srcomp demo] no teacher is shipped for --arch {args.arch} --scale {scale}: training one here',
+              flush=True)
+    teacher_net = dict(TEACHERS[args.arch], upscale=scale)
+    checkpoint = train_if_needed(workdir, _train_opt(f'{tag}_teacher', teacher_net, datasets, budget,
+                                                     budget['teacher'], scale))
+    return teacher_net, checkpoint, 'trained'
+
+
+def _student_overrides(datasets, budget, lr=None):
+    """What the demo changes in a stage-3 option file: its data, logging, and (from scratch) the lr."""
+    train = {'ema_decay': budget['ema_decay']}
+    if lr is not None:
+        train['optim_g'] = {'lr': lr}
+    return {'datasets': datasets, 'train': train, 'val': {'val_freq': budget['student']},
+            'logger': _logger(budget, budget['student'])}
+
+
+def distill_paper(workdir, pipeline, tag, ratio, datasets, budget):
+    """The ``paper`` recipe from the pipeline's own stage-1 result: compress, then distil."""
+    from ..compress import compress
+
+    out = workdir / 'options' / f'{tag}_paper_generated.yml'
+    if not out.is_file():
+        compress(pipeline.option_file('prune'), pipeline.final_checkpoint('prune'), out, ratio=ratio,
+                 recipe='paper', total_iter=budget['student'], name=f'{tag}_paper', macs=False)
+    opt = deep_merge(load_yaml(out), _student_overrides(datasets, budget, lr=SCRATCH_LR))
+    return opt['network_g'], train_if_needed(workdir, opt)
 
 
 def run_demo(args):
@@ -175,55 +239,53 @@ def run_demo(args):
     datasets = _dataset_opts(data, scale, budget['batch'], budget['lr_patch'])
 
     # 1. teacher
-    if args.teacher:
-        if args.teacher_opt:
-            from .stage_options import load_yaml
-            teacher_net = dict(load_yaml(args.teacher_opt)['network_g'])
-        else:
-            teacher_net = infer_edsr_network(args.teacher)
-        teacher_ckpt = Path(args.teacher).resolve()
-    else:
-        teacher_net = dict(TEACHERS[args.arch], upscale=scale)
-        teacher_ckpt = train_if_needed(workdir, _train_opt(f'{tag}_teacher', teacher_net, datasets, budget,
-                                                           budget['teacher'], scale))
+    teacher_net, teacher_ckpt, source = choose_teacher(args, workdir, tag, datasets, budget, scale)
+    ratio = args.ratio or RATIOS['shipped' if source == 'shipped' else 'trained']
+    print(f'[srcomp demo] teacher: {teacher_net["type"]} ({source}) {teacher_ckpt}; target ratio {ratio}', flush=True)
 
-    # 2. the method: prune -> compress -> distill -> test, through `srcomp pipeline`
+    # 2. the method with the default recipe: prune -> compress -> distill -> test, through `srcomp pipeline`
     pipe = {
-        'name': tag, 'scale': scale, 'num_gpu': 0, 'manual_seed': 0,
+        'name': tag, 'scale': scale, 'num_gpu': 0, 'manual_seed': 0, 'recipe': 'srcomp',
         'teacher': {'network': teacher_net, 'checkpoint': str(teacher_ckpt), 'param_key': 'params_ema'},
         'datasets': datasets,
         'prune': {'train': {'total_iter': budget['prune'], 'ema_decay': budget['ema_decay'],
                             'optim_g': {'lr': 5e-3, 'lambda_': 5e-3, 'epoch_size': 'auto', 'Np': 1},
                             'scheduler': {'milestones': [10 ** 9]}},
                   'val': {'val_freq': budget['prune']}, 'logger': _logger(budget, budget['prune'])},
-        'compress': {'ratio': args.ratio, 'depth_keep': 0.5, 'init': 'scratch'},
-        'distill': {'datasets': datasets, 'train': _schedule(budget, budget['student'], 5e-4),
-                    'val': {'val_freq': budget['student']}, 'logger': _logger(budget, budget['student'])},
+        'compress': {'ratio': ratio, 'depth_keep': 0.5},
+        'distill': deep_merge(_student_overrides(datasets, budget), {'train': {'total_iter': budget['student']}}),
     }
     pipeline = Pipeline(pipe, root=workdir, log=lambda m: print(m, flush=True))
     pipeline.run()
-    from .stage_options import load_yaml
     student_net = load_yaml(pipeline.option_file('distill'))['network_g']
 
-    # 3. the same student trained from scratch (L1 to ground truth only), same iterations
-    scratch_ckpt = train_if_needed(workdir, _train_opt(f'{tag}_scratch', student_net, datasets, budget,
-                                                       budget['student'], scale))
+    # 3. the same student via the paper's recipe, from the same stage-1 result
+    paper_net, paper_ckpt = distill_paper(workdir, pipeline, tag, ratio, datasets, budget)
 
-    # 4. evaluation
+    # 4. the same student trained from scratch (L1 to ground truth only), same iterations
+    scratch_ckpt = train_if_needed(workdir, _train_opt(f'{tag}_scratch', student_net, datasets, budget,
+                                                       budget['student'], scale, lr=SCRATCH_LR))
+
+    # 5. evaluation
     rows = [('bicubic', None, None, bicubic_scores(data, scale))]
-    for label, net, ckpt, results in (
+    for role, net, ckpt, results in (
             ('teacher', teacher_net, teacher_ckpt, None),
-            ('student from scratch', student_net, scratch_ckpt, None),
-            ('student via srcomp', student_net, pipeline.final_checkpoint('distill'), pipeline.results_dir())):
-        name = results.name if results else f'{tag}_{label.split()[-1]}_test'
-        results = results or test_if_needed(workdir, name, net, ckpt, datasets, scale)
-        rows.append((label, net, ckpt, read_test_scores(results)))
-    table = format_table(rows, scale, latency=not args.no_latency)
+            ('scratch', student_net, scratch_ckpt, None),
+            ('paper', paper_net, paper_ckpt, None),
+            ('srcomp', student_net, pipeline.final_checkpoint('distill'), pipeline.results_dir())):
+        results = results or test_if_needed(workdir, f'{tag}_{role}_test', net, ckpt, datasets, scale)
+        rows.append((role, net, ckpt, read_test_scores(results)))
+    records = table_records(rows, scale, latency=not args.no_latency)
+    table = format_table(records)
     elapsed = time.time() - start
     print(table)
+    if args.quick:
+        print('\n[srcomp demo] --quick trains every model for a few dozen iterations: they end below bicubic, as '
+              'expected of a smoke run. Run without --quick for the comparison.')
     print(f'\n[srcomp demo] finished in {elapsed / 60:.1f} min; outputs under {workdir}')
     (workdir / f'{tag}_table.md').write_text(table + f'\n\nwall time: {elapsed:.0f} s\n')
-    return rows
+    (workdir / f'{tag}_table.json').write_text(json.dumps(records, indent=1) + '\n')
+    return records
 
 
 def read_test_scores(results_dir):
@@ -234,25 +296,39 @@ def read_test_scores(results_dir):
     return metrics['psnr'], metrics['ssim']
 
 
-def format_table(rows, scale, latency=True):
+ROLE_LABELS = {'bicubic': 'bicubic', 'teacher': 'teacher', 'scratch': 'student from scratch',
+               'paper': 'student via paper recipe', 'srcomp': 'student via srcomp'}
+
+
+def table_records(rows, scale, latency=True):
+    """One dict per row: ``role``, ``psnr``, ``ssim``, ``params``, ``macs`` (None for bicubic), ``latency_s``."""
     from ..measure.complexity import profile_network
 
-    head = '| model | params | MACs @1280x720 (G) | CPU latency 720p (s) | Y-PSNR (dB) | Y-SSIM |'
-    lines = [head, '|---|---|---|---|---|---|']
-    profiles = {}  # both students share one network: profile it once
-    for label, net, _, (psnr, ssim) in rows:
-        if net is None:
-            params = macs = lat = '-'
-        else:
+    profiles = {}  # the students share one network: profile it once
+    records = []
+    for role, net, _, (psnr, ssim) in rows:
+        record = {'role': role, 'psnr': psnr, 'ssim': ssim, 'params': None, 'macs': None, 'latency_s': None}
+        if net is not None:
             key = repr(sorted(net.items()))
             if key not in profiles:
                 profiles[key] = profile_network(dict(net), scale=scale, latency=latency, memory=False, repeats=3,
                                                 warmup=1)
             prof = profiles[key]
-            params = f'{prof["params"]:,}'
-            macs = f"{prof['macs'] / 1e9:.2f}"
-            lat = f'{prof["latency"]["median_s"]:.3f}' if latency else '-'
-        lines.append(f'| {label} | {params} | {macs} | {lat} | {psnr:.2f} | {ssim:.4f} |')
+            record.update(params=int(prof['params']), macs=float(prof['macs']),
+                          latency_s=prof['latency']['median_s'] if latency else None)
+        records.append(record)
+    return records
+
+
+def format_table(records):
+    """The records as a markdown table."""
+    lines = ['| model | params | MACs @1280x720 (G) | CPU latency 720p (s) | Y-PSNR (dB) | Y-SSIM |',
+             '|---|---|---|---|---|---|']
+    for r in records:
+        params = '-' if r['params'] is None else f"{r['params']:,}"
+        macs = '-' if r['macs'] is None else f"{r['macs'] / 1e9:.2f}"
+        lat = '-' if r['latency_s'] is None else f"{r['latency_s']:.3f}"
+        lines.append(f"| {ROLE_LABELS[r['role']]} | {params} | {macs} | {lat} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
     return '\n'.join(lines)
 
 

@@ -108,8 +108,13 @@ class Pipeline:
         cfg = dict(self.pipe.get('compress') or {})
         generated = self.options_dir / 'distill_generated.yml'
         args = ['-opt', str(self.option_file('prune')), '--checkpoint', str(self.final_checkpoint('prune')),
-                '--out', str(generated), '--depth-keep', str(cfg.get('depth_keep', 0.5)),
-                '--init', str(cfg.get('init', 'scratch'))]
+                '--out', str(generated), '--depth-keep', str(cfg.get('depth_keep') or 0.5),
+                '--recipe', so.recipe_of(self.pipe)]
+        if cfg.get('init') is not None:
+            args += ['--init', str(cfg['init'])]
+        total_iter = ((self.pipe.get('distill') or {}).get('train') or {}).get('total_iter')
+        if total_iter is not None:  # the recipe's schedule then ends with the run
+            args += ['--total-iter', str(total_iter)]
         if cfg.get('ratio') is not None:
             args += ['--ratio', str(cfg['ratio'])]
         if cfg.get('params') is not None:

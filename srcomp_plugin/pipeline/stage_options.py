@@ -4,7 +4,10 @@ A pipeline file names the teacher (arch + checkpoint), the scale, the datasets, 
 per-stage overrides; this module turns it into ordinary BasicSR option files:
 
 * ``prune``: ``SparseSRModel`` fine-tuning of the teacher with OBProx-SG, the release's
-  settings for the teacher's family (method.md, Stage 1) deep-merged with ``prune:``;
+  settings for the teacher's family deep-merged with ``prune:``. With the ``srcomp`` recipe
+  (``recipe:``, the default), an EDSR-family teacher and a ``compress.ratio`` or
+  ``compress.params``, stage 1 also decays the weights outside the student to exactly zero
+  (``train.sparsity.structured``), so that the student sliced from it starts lossless;
 * ``distill``: written by ``srcomp compress`` (Stage 2), then deep-merged with ``distill:``;
 * ``test``: ``SRModel`` testing of the distilled student (``params_ema``) on ``test.datasets``
   (default: the validation set), Y-channel PSNR/SSIM with crop = scale.
@@ -16,6 +19,8 @@ import copy
 import yaml
 
 from basicsr.utils.options import ordered_yaml
+
+from ..compress.recipes import DEFAULT_RECIPE, RECIPES
 
 REQUIRED_KEYS = ('name', 'scale', 'teacher', 'datasets')
 PRUNE_DEFAULTS = {
@@ -81,6 +86,30 @@ def check_pipeline_options(pipe, source='pipeline options'):
                                   f'supported: {sorted(FAMILIES)}')
     if 'train' not in pipe['datasets'] or not any(k.startswith('val') for k in pipe['datasets']):
         raise PipelineOptionError(f'{source}: datasets needs a "train" and a "val" entry (BasicSR dataset options)')
+    if pipe.get('recipe', DEFAULT_RECIPE) not in RECIPES:
+        raise PipelineOptionError(f'{source}: recipe {pipe["recipe"]!r} is not one of {list(RECIPES)}')
+
+
+def recipe_of(pipe):
+    """The pipeline's stage-3 recipe (``recipe:``, default ``srcomp``)."""
+    return pipe.get('recipe', DEFAULT_RECIPE)
+
+
+def structured_handoff(pipe):
+    """``train.sparsity.structured`` for stage 1, or None where it does not apply.
+
+    It applies with the ``srcomp`` recipe on an EDSR-family teacher when the compression
+    target is given up front (``compress.ratio`` or ``compress.params``): the student's shape
+    is then known before stage 1, which can decay everything outside it to exactly zero.
+    """
+    cfg = pipe.get('compress') or {}
+    family = FAMILIES[pipe['teacher']['network']['type']]
+    if recipe_of(pipe) != 'srcomp' or family != 'EDSR' or (cfg.get('init') or 'pruned') != 'pruned':
+        return None
+    target = {k: cfg[k] for k in ('ratio', 'params') if cfg.get(k) is not None}
+    if not target:
+        return None
+    return dict(target, depth_keep=cfg.get('depth_keep', 0.5))
 
 
 def _common(pipe, name):
@@ -109,6 +138,9 @@ def prune_options(pipe):
         'logger': {'print_freq': 100, 'save_checkpoint_freq': 5000, 'use_tb_logger': True,
                    'wandb': {'project': None, 'resume_id': None}},
     })
+    structured = structured_handoff(pipe)
+    if structured is not None:
+        opt['train']['sparsity'] = {'structured': structured}
     return deep_merge(opt, pipe.get('prune'))
 
 
