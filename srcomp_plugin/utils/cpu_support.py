@@ -1,15 +1,18 @@
 """CPU fallbacks for the three places where BasicSR 1.4.2 assumes CUDA.
 
-BasicSR's training loop is used unchanged; only these functions are replaced, and each
-replacement defers to BasicSR's original whenever CUDA is available, so GPU runs keep
-BasicSR's own behaviour (nccl, one device per rank, resume states mapped to the GPU):
+BasicSR's training loop is used unchanged; only these functions are replaced. The first
+two defer to BasicSR's original whenever CUDA is available, so GPU runs keep BasicSR's own
+behaviour (nccl, one device per rank):
 
 * ``basicsr.utils.options.init_dist`` calls ``torch.cuda.set_device`` and defaults to
   nccl. Without CUDA we initialise the gloo backend instead (torchrun and slurm).
 * ``BaseModel.model_to_device`` wraps networks in ``DistributedDataParallel`` with
   ``device_ids=[torch.cuda.current_device()]``. On CPU, DDP must get no device ids.
 * ``basicsr.train.load_resume_state`` maps the resume state with
-  ``torch.cuda.current_device()``. On CPU we load it onto the CPU.
+  ``torch.cuda.current_device()``. On CPU we load it onto the CPU. On both we unpickle it
+  with ``weights_only=False``: BasicSR's call relies on the default of torch < 2.6, and the
+  newer default refuses the numpy RNG state that exact resume stores (the file is the
+  run's own).
 
 The patches are installed by ``import srcomp_plugin``; nothing in site-packages changes.
 """
@@ -41,8 +44,8 @@ def _init_dist_cpu(launcher, **kwargs):
         raise ValueError(f'Invalid launcher type: {launcher!r}; use "pytorch" (torchrun) or "slurm".')
 
 
-def load_resume_state_cpu(opt):
-    """BasicSR's ``load_resume_state`` with the state mapped to the CPU.
+def load_resume_state(opt):
+    """BasicSR's ``load_resume_state``, mapped to the current CUDA device (as BasicSR) or the CPU.
 
     Same file choice as BasicSR (``--auto_resume``: the highest ``N.state`` under
     ``experiments/<name>/training_states``; otherwise ``path.resume_state``).
@@ -61,7 +64,12 @@ def load_resume_state_cpu(opt):
         state_path = opt['path'].get('resume_state')
     if state_path is None:
         return None
-    resume_state = torch.load(state_path, map_location='cpu', weights_only=False)
+    if torch.cuda.is_available():
+        device_id = torch.cuda.current_device()
+        map_location = lambda storage, loc: storage.cuda(device_id)  # noqa: E731  (BasicSR's mapping)
+    else:
+        map_location = 'cpu'
+    resume_state = torch.load(state_path, map_location=map_location, weights_only=False)
     check_resume(opt, resume_state['iter'])
     return resume_state
 
@@ -89,13 +97,6 @@ def install():
             find_unused = self.opt.get('find_unused_parameters', False)
             return DistributedDataParallel(net.to(self.device), find_unused_parameters=find_unused)
         return cuda_model_to_device(self, net)
-
-    cuda_load_resume_state = bsr_train.load_resume_state
-
-    def load_resume_state(opt):
-        if torch.cuda.is_available():
-            return cuda_load_resume_state(opt)
-        return load_resume_state_cpu(opt)
 
     bsr_options.init_dist = init_dist
     BaseModel.model_to_device = model_to_device

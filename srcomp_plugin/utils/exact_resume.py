@@ -63,11 +63,12 @@ def get_rng_state():
 
 
 def set_rng_state(state):
+    """Restore :func:`get_rng_state`'s state; its tensors may have been mapped to the GPU on loading."""
     random.setstate(state['python'])
     np.random.set_state(state['numpy'])
-    torch.set_rng_state(state['torch'])
+    torch.set_rng_state(state['torch'].cpu())  # generators take CPU byte tensors only
     if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
 
 
 def install():
