@@ -11,9 +11,11 @@
 #                  no CUDA extension is compiled; its setup_requires make pip fetch torch, cython
 #                  and numpy into the throw-away build environment, once);
 #   lmdb, addict   imported by BasicSR's data and option code;
-#   tqdm, requests (+ urllib3, idna, certifi, charset_normalizer)  imported by BasicSR at import;
-#   srcomp_plugin  this repository, as it is now (rebuild after changing it).
+#   tqdm, requests (+ urllib3, idna, certifi, charset_normalizer)  imported by BasicSR at import.
 # yapf and future, also in BasicSR's requirements, are never imported and are left out.
+# srcomp_plugin itself is not built: the checkout travels to the GPU machine, and run_check.sh
+# imports it from there (srcomp compress reads options/distill/ beside the package; a wheel
+# would also be a stale copy).
 # run_check.sh installs on the GPU machine only those of these its Python cannot import.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,7 +29,6 @@ mkdir -p "$OUT"
 env -u BASICSR_EXT "$PYTHON" -m pip wheel --no-deps --wheel-dir "$OUT" basicsr==1.4.2
 "$PYTHON" -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
     --platform manylinux2014_x86_64 --dest "$OUT" "${RUNTIME[@]}"
-"$PYTHON" -m pip wheel --no-deps --wheel-dir "$OUT" .
 if unzip -l "$OUT"/basicsr-*.whl | grep -q '\.so$'; then
     echo "build_wheels: the basicsr wheel holds a compiled extension; unset BASICSR_EXT and rebuild" >&2
     exit 1

@@ -3,9 +3,10 @@
 #
 #   bash benchmarks/gpu/run_check.sh [gpu_check.py options, e.g. --out FILE]
 #
-# Installs from benchmarks/gpu/wheels/ only what this Python cannot import (srcomp_plugin
-# always), into a folder of its own put on PYTHONPATH: nothing of the machine's installation
-# is replaced and no package index is asked. Then runs benchmarks/gpu_check.py.
+# Installs from benchmarks/gpu/wheels/ only what this Python cannot import, into a folder of
+# its own put on PYTHONPATH with the checkout (srcomp_plugin is imported from the checkout):
+# nothing of the machine's installation is replaced and no package index is asked. Then runs
+# benchmarks/gpu_check.py.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-python3}
@@ -20,12 +21,15 @@ install=()
 for wheel in "$WHEELS"/*.whl; do
     name=$(basename "$wheel")
     name=${name%%-*}
-    if [ "$name" = srcomp_plugin ] || ! "$PYTHON" -c "import $name" 2>/dev/null; then
+    if ! "$PYTHON" -c "import $name" 2>/dev/null; then
         install+=("$wheel")
     fi
 done
 rm -rf "$SITE"
-"$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --target "$SITE" "${install[@]}"
-echo "run_check: installed $(printf '%s ' "${install[@]##*/}")into $SITE"
-export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+mkdir -p "$SITE"
+if [ ${#install[@]} -gt 0 ]; then
+    "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --target "$SITE" "${install[@]}"
+fi
+echo "run_check: installed ${#install[@]} wheels into $SITE: ${install[*]##*/}"
+export PYTHONPATH="$PWD:$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 exec "$PYTHON" benchmarks/gpu_check.py "$@"
