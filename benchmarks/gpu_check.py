@@ -3,6 +3,7 @@
     python benchmarks/gpu_check.py                              # on a GPU: under 8 minutes
     python benchmarks/gpu_check.py --device cpu --smoke         # the same code, tiny, on the CPU (CI)
     python benchmarks/gpu_check.py --parts latency throughput   # only some parts (see PARTS)
+    bash benchmarks/gpu/run_check.sh [options]                  # on the offline GPU machine (RESULTS.md)
 
 Why one script: a GPU is lent now and then, for minutes, with no package index. Everything
 it needs is prepared and tested beforehand (``benchmarks/gpu/``; the CPU smoke run is in the
@@ -23,7 +24,9 @@ scikit-image photographs, in a scratch work folder; a failure makes the exit sta
 * ``compress``: ``srcomp compress`` of the stage-1 checkpoint (full size: EDSR f64b16 ->
   EDSRmini exactly).
 * ``distill_fp32``, ``distill_bf16``, ``distill_cache``: stage 3 from the written option file
-  with the live float32 teacher, the bf16 + channels_last teacher, and the teacher cache.
+  (losses and initialisation as compress's default recipe writes them; the paper's
+  MultiLapLoss step also runs in ``kd_step``) with the live float32 teacher, the bf16 +
+  channels_last teacher, and the teacher cache.
 * ``distill_ddp``: stage 3 under ``torchrun --nproc_per_node=1 ... --launcher pytorch``
   (BasicSR's DDP: nccl on CUDA, gloo on the CPU).
 * ``test``: ``python -m srcomp_plugin.test`` of the distilled student.
@@ -43,10 +46,12 @@ Every part prints one line and is recorded in the JSON (``--out``), written afte
 part so that a run cut short still leaves its figures.
 """
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -124,12 +129,21 @@ class Check:
         log = self.work / 'logs' / f'{label}.log'
         log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, *map(str, argv)]
-        proc = subprocess.run(cmd, cwd=self.work, capture_output=True, text=True)
-        log.write_text(f'$ {" ".join(cmd)}\n{proc.stdout}\n--- stderr ---\n{proc.stderr}', encoding='utf-8')
+        # A session of its own, so that a hung command (say, a stuck NCCL rank under torchrun)
+        # is killed with all its children and the other parts still run.
+        proc = subprocess.Popen(cmd, cwd=self.work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=self.args.command_timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            stderr += f'\n(killed after {self.args.command_timeout} s)'
+        log.write_text(f'$ {" ".join(cmd)}\n{stdout}\n--- stderr ---\n{stderr}', encoding='utf-8')
         if proc.returncode != 0:
             raise CheckFailed(f'{" ".join(cmd[1:4])} ... exited {proc.returncode} (log {log})',
-                              {'log_tail': (proc.stdout + proc.stderr)[-3000:]})
-        return proc.stdout if stdout_only else proc.stdout + proc.stderr
+                              {'log_tail': (stdout + stderr)[-3000:]})
+        return stdout if stdout_only else stdout + stderr
 
     def train(self, label, opt, extra=(), torchrun=False):
         """Write ``opt`` and run stage 1/3 training through ``srcomp_plugin.train``; returns its output."""
@@ -306,6 +320,8 @@ def part_stage1_resume(ck):
 
 
 def part_compress(ck):
+    from srcomp_plugin.measure import count_params
+    from srcomp_plugin.measure.complexity import build_from_opt
     from srcomp_plugin.pipeline.stage_options import load_yaml
 
     out = ck.work / 'options' / 'gc_distill.yml'
@@ -315,12 +331,12 @@ def part_compress(ck):
     opt = load_yaml(out)
     ck.outputs['distill_opt'] = opt
     student = opt['network_g']
-    from srcomp_plugin.measure.complexity import build_from_opt
-    from srcomp_plugin.measure import count_params
-
     params = count_params(build_from_opt(dict(student)))
     teacher = count_params(build_from_opt(dict(ck.outputs['teacher'])))
-    details = {'student': dict(student), 'student_params': params, 'teacher_params': teacher}
+    # compress's default recipe decides stage 3's losses and initialisation: recorded, not chosen here.
+    details = {'student': dict(student), 'student_params': params, 'teacher_params': teacher,
+               'stage3_losses': {k: dict(v) for k, v in opt['train'].items() if k.endswith('_opt') and v},
+               'student_init': opt['path'].get('pretrain_network_g')}
     if params >= teacher:
         raise CheckFailed(f'the student ({params:,} params) is not smaller than the teacher ({teacher:,})', details)
     return f'{student["type"]} student, {params:,} params ({params / teacher:.1%} of the teacher)', details
@@ -410,6 +426,17 @@ def part_export(ck):
     return f'ONNX ({result["bytes"] / 1024:.0f} KiB) vs PyTorch: max |diff| {diff:.1e}', details
 
 
+@contextlib.contextmanager
+def exact_float32():
+    """No TF32 in CUDA convolutions and matmuls (cuDNN's default allows it), so float32 paths compare closely."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def part_fused_paths(ck):
     """The fused forwards (CPU-only oneDNN paths, SDPA attention) against BasicSR's own on the device."""
     import inference
@@ -419,7 +446,7 @@ def part_fused_paths(ck):
         fused, _, _ = inference.build(name, SCALE)
         eager, _, _ = inference.build(name, SCALE, eager=True)
         x = inference.lr_input(fused, SCALE, (48, 80)).to(ck.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), exact_float32():
             diffs[name] = float((fused.to(ck.device)(x) - eager.to(ck.device)(x)).abs().max())
     details = {'max_abs_diff': diffs, 'atol': FUSED_ATOL}
     summary = ', '.join(f'{k} {v:.1e}' for k, v in diffs.items())
@@ -558,6 +585,8 @@ def build_parser():
                         help='run only these parts (later ones need the outputs of earlier ones)')
     parser.add_argument('--out', default=str(common.RESULTS_DIR / 'gpu_check.json'), help='the JSON record')
     parser.add_argument('--work', help='work folder, kept (default: a temporary one, removed)')
+    parser.add_argument('--command-timeout', type=int, default=180, metavar='S',
+                        help='kill a stage command (and its children) after S seconds (default 180)')
     return parser
 
 
