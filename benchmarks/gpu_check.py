@@ -259,14 +259,17 @@ def prune_opt(ck, name):
     })
 
 
-def distill_opt(ck, name, **train):
-    """The option file ``srcomp compress`` wrote, shortened to the check's iterations."""
+def distill_opt(ck, name, train_set=None, **train):
+    """The option file ``srcomp compress`` wrote, shortened to the check's iterations.
+
+    ``train_set`` and ``train`` are merged into ``datasets.train`` and ``train``.
+    """
     from srcomp_plugin.pipeline.stage_options import deep_merge
 
     k = ck.size['distill_iters']
     return deep_merge(ck.outputs['distill_opt'], {
-        'name': name, 'train': dict(train, total_iter=k), 'val': {'val_freq': k},
-        'logger': {'print_freq': 1, 'save_checkpoint_freq': k}})
+        'name': name, 'datasets': {'train': train_set or {}}, 'train': dict(train, total_iter=k),
+        'val': {'val_freq': k}, 'logger': {'print_freq': 1, 'save_checkpoint_freq': k}})
 
 
 def _need(ck, key, part):
@@ -342,9 +345,9 @@ def part_compress(ck):
     return f'{student["type"]} student, {params:,} params ({params / teacher:.1%} of the teacher)', details
 
 
-def _distill(ck, label, name, torchrun=False, **train):
+def _distill(ck, label, name, torchrun=False, **changes):
     _need(ck, 'distill_opt', 'compress')
-    log = ck.train(label, distill_opt(ck, name, **train), torchrun=torchrun)
+    log = ck.train(label, distill_opt(ck, name, **changes), torchrun=torchrun)
     ckpt = ck.models(name) / 'net_g_latest.pth'
     if not ckpt.is_file():
         raise CheckFailed(f'{ckpt} was not written', {'log_tail': log[-3000:]})
@@ -368,16 +371,9 @@ def part_distill_bf16(ck):
 
 
 def part_distill_cache(ck):
-    from srcomp_plugin.pipeline.stage_options import deep_merge
-
     cache = ck.work / 'teacher_cache'
-    opt = _need(ck, 'distill_opt', 'compress')
-    ck.outputs['distill_opt'] = deep_merge(opt, {'datasets': {'train': {
-        'type': 'DistillPairedImageDataset', 'dataroot_teacher': str(cache)}}})
-    try:
-        _, psnr, details = _distill(ck, 'distill_cache', 'gc_distill_cache', teacher_cache={'format': 'png'})
-    finally:
-        ck.outputs['distill_opt'] = opt
+    _, psnr, details = _distill(ck, 'distill_cache', 'gc_distill_cache', teacher_cache={'format': 'png'},
+                                train_set={'type': 'DistillPairedImageDataset', 'dataroot_teacher': str(cache)})
     files = len(list(cache.rglob('*.png')))
     details['cached_images'] = files
     if files == 0:
@@ -458,17 +454,15 @@ def part_fused_paths(ck):
 # ============================================================================ speed parts
 
 
-def timed(ck, fn, warmup=None, repeats=None):
+def timed(ck, fn):
     """Median and min seconds of ``fn()`` after warm-up (CUDA events on CUDA), and its peak memory in MB."""
-    warmup = ck.size['warmup'] if warmup is None else warmup
-    repeats = ck.size['repeats'] if repeats is None else repeats
     if ck.cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    for _ in range(warmup):
+    for _ in range(ck.size['warmup']):
         fn()
     times = []
-    for _ in range(repeats):
+    for _ in range(ck.size['repeats']):
         if ck.cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
