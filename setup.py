@@ -8,6 +8,8 @@ setup(
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['srcomp_plugin', 'srcomp_plugin.*']),
+    # the demo's stand-in teacher (options/teacher/train_EDSR_f64b8_x2_demo.yml), 3 MB
+    package_data={'srcomp_plugin': ['weights/*.pth']},
     python_requires='>=3.9',
     install_requires=[
         'torch',

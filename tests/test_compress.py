@@ -426,7 +426,7 @@ def test_recipes_write_their_template_keys(sr_dataset, tmp_path, recipe, init, s
     result = compress(write_opt(tmp_path / 'prune.yml', prune_opt), tmp_path / 'dense.pth', tmp_path / f'{recipe}.yml',
                       ratio=0.5, recipe=recipe, total_iter=1000, macs=False)
     template = _recipe_template(recipe)
-    assert template['recipe'] == {'name': recipe, 'init': init}
+    assert (template['recipe']['name'], template['recipe']['init']) == (recipe, init)
     train, expected = result.distill_opt['train'], template['train']
     for key in ('optim_g', 'distill_opt', 'pixel_opt', 'ema_decay'):
         assert train[key] == expected[key]

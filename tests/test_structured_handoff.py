@@ -212,3 +212,39 @@ def test_resume_in_the_middle_of_the_decay_is_bit_exact(sr_dataset, tmp_path):
     assert 'structured decay resumed with the sub-network chosen at iteration 1' in resumed_log
     assert 'sub-network chosen on the weights' not in resumed_log  # restored, not chosen again
     assert sum(int((v == 0).sum()) for v in final['params'].values()) > 0
+
+
+def test_adam_stage1_decays_and_compress_reads_the_structured_target(sr_dataset, tmp_path):
+    """The srcomp recipe's stage 1: Adam (no L1) with structured decay; compress needs no --ratio."""
+    opt = _stage1_opt(sr_dataset, 'adam_structured', start=0.25, end=0.75)
+    opt['train']['optim_g'] = {'type': 'Adam', 'lr': 1e-3, 'betas': [0.9, 0.999]}
+    path = write_opt(tmp_path / 'prune.yml', opt)
+    proc = run_module('srcomp_plugin.train', ['-opt', path], cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert 'Stage 1 with Adam and structured decay: no L1 term' in out
+    exp = tmp_path / 'experiments' / 'adam_structured'
+    report = json.loads((exp / 'models' / f'sparsity_{TOTAL}.json').read_text())
+    assert report['optimizer']['type'] == 'Adam' and report['structured']['dropped_all_zero'] is True
+
+    ckpt = exp / 'models' / f'net_g_{TOTAL}.pth'
+    result = compress(path, ckpt, tmp_path / 'distill.yml', teacher_checkpoint=ckpt, macs=False)
+    assert result.report['target']['source'].startswith('train.sparsity.structured')
+    assert result.distill_opt['network_g']['num_feat'] == report['structured']['student']['num_feat']
+    student = build_arch(result.distill_opt['network_g']['type'], _kwargs(result.distill_opt['network_g'])).eval()
+    student.load_state_dict(torch.load(result.init_checkpoint, weights_only=True)['params'], strict=True)
+    teacher = build_arch('EDSR', _kwargs(STAGE1_EDSR)).eval()
+    teacher.load_state_dict(torch.load(ckpt, weights_only=True)['params'])
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        assert (student(x) - teacher(x)).abs().max() < 1e-4
+
+
+def test_adam_without_structured_decay_is_refused(sr_dataset):
+    from basicsr.models import build_model
+
+    opt = _stage1_opt(sr_dataset, 'adam_plain', start=0.25, end=0.75)
+    opt['train']['optim_g'] = {'type': 'Adam', 'lr': 1e-3}
+    opt['train']['sparsity'].pop('structured')
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, auto_resume=False)
+    with pytest.raises(ValueError, match='Adam is accepted only together with train.sparsity.structured'):
+        build_model(opt)

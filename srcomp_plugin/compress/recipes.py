@@ -1,8 +1,8 @@
 """Stage-3 recipes: named sets of ordinary BasicSR option keys for the distillation run.
 
 A recipe is a YAML template in ``options/distill/recipe_<name>.yml`` with two sections:
-``recipe`` (its ``name`` and where the student starts, ``init: scratch|pruned``) and the
-``train`` section that ``srcomp compress`` writes, unchanged, into the stage-3 option file.
+``recipe`` (its ``name``, where the student starts, ``init: scratch|pruned``, and for
+``srcomp`` the stage-1 optimizer of the pipeline's structured prune) and the ``train`` section that ``srcomp compress`` writes, unchanged, into the stage-3 option file.
 Nothing else changes between recipes: no hidden code path, so any generated option file
 reads as a complete description of its run.
 
@@ -39,7 +39,11 @@ def recipe_dir():
 
 
 def load_recipe(name):
-    """The recipe template ``name`` as ``{'name', 'init', 'train'}`` (a fresh copy)."""
+    """The recipe template ``name`` as ``{'name', 'init', 'prune_optim_g', 'train'}`` (a fresh copy).
+
+    ``prune_optim_g`` (or None) is the stage-1 optimizer that ``srcomp pipeline`` uses with
+    ``train.sparsity.structured``.
+    """
     if name not in RECIPES:
         raise CompressError(f'--recipe must be one of {list(RECIPES)}, got {name!r}')
     path = recipe_dir() / f'recipe_{name}.yml'
@@ -49,7 +53,8 @@ def load_recipe(name):
     if head.get('name') != name or head.get('init') not in INITS or not isinstance(template.get('train'), dict):
         raise CompressError(f'{path}: a recipe template needs recipe.name ({name}), recipe.init (one of {INITS}) and '
                             'a train mapping')
-    return {'name': name, 'init': head['init'], 'train': copy.deepcopy(template['train'])}
+    return {'name': name, 'init': head['init'], 'prune_optim_g': copy.deepcopy(head.get('prune_optim_g')),
+            'train': copy.deepcopy(template['train'])}
 
 
 def recipe_train(name, total_iter=None):

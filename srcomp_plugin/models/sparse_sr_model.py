@@ -18,6 +18,10 @@
   slice is lossless. The choice is kept in the optimizer's state dict (so in BasicSR's
   training state, and ``--auto_resume`` restores it), the log gets ``structured_progress``
   and ``structured_dropped_l1``, and the report gets a ``structured`` entry.
+  Together with ``structured``, ``optim_g`` may also be ``Adam`` (no L1 term then): plain SGD
+  steps of OBProx-SG's size barely move the kept weights in a few hundred iterations, so the
+  network cannot make up for what is decayed, while Adam can (measured in
+  ``benchmarks/QUALITY.md``). This is the stage 1 of the ``srcomp`` recipe.
 
 Options (``train``)::
 
@@ -95,6 +99,7 @@ class SparseSRModel(CheckpointSafetyMixin, SRModel):
         if sparsity_opt.get('structured') is not None:
             plan = parse_structured(sparsity_opt['structured'], self.opt['network_g'], self.opt['train']['total_iter'])
             self.structured = StructuredDecay(plan)
+        self.trained_iter = 0
         super().init_training_settings()
         self._last_phase = None
         if self.structured is not None:
@@ -125,9 +130,17 @@ class SparseSRModel(CheckpointSafetyMixin, SRModel):
     def setup_optimizers(self):
         optim_opt = dict(self.opt['train']['optim_g'])
         optim_type = optim_opt.pop('type')
-        if optim_type != 'OBProxSG':
-            raise ValueError(f'SparseSRModel trains with OBProx-SG: set train.optim_g.type to OBProxSG '
-                             f'(got {optim_type!r}).')
+        self.uses_obproxsg = optim_type == 'OBProxSG'
+        if not self.uses_obproxsg:
+            if optim_type != 'Adam' or self.structured is None:
+                raise ValueError(f'SparseSRModel trains with OBProx-SG: set train.optim_g.type to OBProxSG (Adam is '
+                                 f'accepted only together with train.sparsity.structured; got {optim_type!r}).')
+            self.optimizer_g = self.get_optimizer(optim_type, [p for p in self.net_g.parameters() if p.requires_grad],
+                                                  **optim_opt)
+            self.optimizers.append(self.optimizer_g)
+            get_root_logger().info('Stage 1 with Adam and structured decay: no L1 term; density measured on '
+                                   f'{len(self.measure_names)} tensors ({", ".join(self.measure_patterns)}).')
+            return
         self._resolve_epoch_size(optim_opt)
         logger = get_root_logger()
         named = []
@@ -157,9 +170,11 @@ class SparseSRModel(CheckpointSafetyMixin, SRModel):
 
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
+        self.trained_iter = resume_state['iter']
         logger = get_root_logger()
-        logger.info(f'OBProx-SG resumed at optimizer step {self.optimizer_g.num_steps}: '
-                    f'{self.optimizer_g.settings()}.')
+        if self.uses_obproxsg:
+            logger.info(f'OBProx-SG resumed at optimizer step {self.optimizer_g.num_steps}: '
+                        f'{self.optimizer_g.settings()}.')
         if self.structured is None:
             return
         if self.structured.selection is not None:
@@ -212,24 +227,29 @@ class SparseSRModel(CheckpointSafetyMixin, SRModel):
         if self.structured is not None and self.structured.due(current_iter):
             self._select_structured(current_iter)
         super().optimize_parameters(current_iter)
+        self.trained_iter = current_iter
         if self.structured is not None:
             self.structured.apply(self._named_params(), current_iter)
-        optimizer = self.optimizer_g
-        phase = optimizer.phase_of(optimizer.num_steps - 1)
-        logger = get_root_logger()
-        if phase != self._last_phase:
-            step = optimizer.num_steps - 1
-            logger.info(f'OBProx-SG: {phase} steps from iter {current_iter} '
-                        f'(optimizer step {step}, phase epoch {step // optimizer.epoch_size}).')
-            self._last_phase = phase
+        phase = self._track_phase(current_iter) if self.uses_obproxsg else None
         if current_iter % self.opt['logger']['print_freq'] == 0:
             density = global_density(self._measured_tensors())
             self.log_dict['density'] = density
-            self.log_dict['orthant_phase'] = 1.0 if phase == ORTHANT else 0.0
-            logger.info(f'sparsity: iter {current_iter}, phase {phase} '
-                        f'(epoch {(optimizer.num_steps - 1) // optimizer.epoch_size}), density {density:.6f}')
+            if phase is not None:
+                self.log_dict['orthant_phase'] = 1.0 if phase == ORTHANT else 0.0
+            get_root_logger().info(f'sparsity: iter {current_iter}, phase {phase}, density {density:.6f}')
             if self.structured is not None:
                 self._log_structured(current_iter)
+
+    def _track_phase(self, current_iter):
+        """OBProx-SG's phase of this iteration's step, with a log line when it changes."""
+        optimizer = self.optimizer_g
+        phase = optimizer.phase_of(optimizer.num_steps - 1)
+        if phase != self._last_phase:
+            step = optimizer.num_steps - 1
+            get_root_logger().info(f'OBProx-SG: {phase} steps from iter {current_iter} '
+                                   f'(optimizer step {step}, phase epoch {step // optimizer.epoch_size}).')
+            self._last_phase = phase
+        return phase
 
     def _log_structured(self, current_iter):
         """``structured_progress`` (0 before start, 1 from end on) and the dropped part's share of L1 mass."""
@@ -243,7 +263,7 @@ class SparseSRModel(CheckpointSafetyMixin, SRModel):
         """Step counter, zero count and float64 sums of every parameter, gathered from all ranks."""
         with torch.no_grad():
             params = [p.detach().double() for p in self.get_bare_model(self.net_g).parameters()]
-            mine = {'num_steps': self.optimizer_g.num_steps,
+            mine = {'num_steps': self.trained_iter,
                     'num_zero': int(sum(int((p == 0).sum()) for p in params)),
                     'sum': float(sum(float(p.sum()) for p in params)),
                     'abs_sum': float(sum(float(p.abs().sum()) for p in params))}
@@ -259,13 +279,15 @@ class SparseSRModel(CheckpointSafetyMixin, SRModel):
         report = {'iter': 'latest' if current_iter == -1 else current_iter,
                   'network': 'net_g (params; the trained weights, not EMA)'}
         optimizer = self.optimizer_g
-        last_phase = optimizer.phase_of(optimizer.num_steps - 1) if optimizer.num_steps else None
-        report['optimizer'] = dict(optimizer.settings(), phase=last_phase, next_phase=optimizer.phase,
-                                   lambda_=[g['lambda_'] for g in optimizer.param_groups],
-                                   lr=[g['lr'] for g in optimizer.param_groups])
+        report['optimizer'] = {'type': type(optimizer).__name__, 'phase': None,
+                               'lr': [g['lr'] for g in optimizer.param_groups]}
+        if self.uses_obproxsg:
+            last_phase = optimizer.phase_of(optimizer.num_steps - 1) if optimizer.num_steps else None
+            report['optimizer'].update(optimizer.settings(), phase=last_phase, next_phase=optimizer.phase,
+                                       lambda_=[g['lambda_'] for g in optimizer.param_groups])
         report.update(density_report(state, self.measure_patterns, self.opt['network_g']['type']))
         if self.structured is not None:
-            report['structured'] = self.structured.report(self._named_params(), optimizer.num_steps)
+            report['structured'] = self.structured.report(self._named_params(), self.trained_iter)
         return report
 
     def save(self, epoch, current_iter):

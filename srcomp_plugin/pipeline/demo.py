@@ -249,7 +249,6 @@ def run_demo(args):
         'teacher': {'network': teacher_net, 'checkpoint': str(teacher_ckpt), 'param_key': 'params_ema'},
         'datasets': datasets,
         'prune': {'train': {'total_iter': budget['prune'], 'ema_decay': budget['ema_decay'],
-                            'optim_g': {'lr': 5e-3, 'lambda_': 5e-3, 'epoch_size': 'auto', 'Np': 1},
                             'scheduler': {'milestones': [10 ** 9]}},
                   'val': {'val_freq': budget['prune']}, 'logger': _logger(budget, budget['prune'])},
         'compress': {'ratio': ratio, 'depth_keep': 0.5},

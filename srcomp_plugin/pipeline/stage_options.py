@@ -7,7 +7,8 @@ per-stage overrides; this module turns it into ordinary BasicSR option files:
   settings for the teacher's family deep-merged with ``prune:``. With the ``srcomp`` recipe
   (``recipe:``, the default), an EDSR-family teacher and a ``compress.ratio`` or
   ``compress.params``, stage 1 also decays the weights outside the student to exactly zero
-  (``train.sparsity.structured``), so that the student sliced from it starts lossless;
+  (``train.sparsity.structured``, with the recipe's Adam in place of OBProx-SG), so that the
+  student sliced from it starts lossless;
 * ``distill``: written by ``srcomp compress`` (Stage 2), then deep-merged with ``distill:``;
 * ``test``: ``SRModel`` testing of the distilled student (``params_ema``) on ``test.datasets``
   (default: the validation set), Y-channel PSNR/SSIM with crop = scale.
@@ -20,7 +21,7 @@ import yaml
 
 from basicsr.utils.options import ordered_yaml
 
-from ..compress.recipes import DEFAULT_RECIPE, RECIPES
+from ..compress.recipes import DEFAULT_RECIPE, RECIPES, load_recipe
 
 REQUIRED_KEYS = ('name', 'scale', 'teacher', 'datasets')
 PRUNE_DEFAULTS = {
@@ -139,8 +140,9 @@ def prune_options(pipe):
                    'wandb': {'project': None, 'resume_id': None}},
     })
     structured = structured_handoff(pipe)
-    if structured is not None:
+    if structured is not None:  # the srcomp recipe's stage 1: Adam and structured decay, no L1 term
         opt['train']['sparsity'] = {'structured': structured}
+        opt['train']['optim_g'] = load_recipe(recipe_of(pipe))['prune_optim_g']
     return deep_merge(opt, pipe.get('prune'))
 
 

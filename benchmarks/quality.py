@@ -1,0 +1,414 @@
+"""The quality ablation: does a compressed student beat the same student trained alone?
+
+    python benchmarks/quality.py                       # everything not yet in the JSON, two runs at a time
+    python benchmarks/quality.py --budgets 1000 --seeds 0 --arms scratch srcomp   # a slice of it
+    python benchmarks/quality.py --table               # only rewrite benchmarks/QUALITY.md from the JSON
+
+Every run is one (family, arm, budget, seed): a student trained for ``budget`` iterations
+through ``python -m srcomp_plugin.train`` with a schedule that ends at that budget, then
+tested through ``python -m srcomp_plugin.test`` on Set5 (its published LR), Set14 and
+Urban100 (LR made by ``srcomp prepare --benchmark``), Y-PSNR/SSIM with crop = scale. Each
+finished run is appended to ``benchmarks/results/quality.json`` at once and skipped when the
+script is started again, so the ablation can span sessions; two runs go side by side
+(``--jobs``), one thread each.
+
+Data: ``srcomp prepare`` of BSD68 + SunHays80 (HR, x2, sub-images of 192 px). The teacher
+(EDSR f64b8, res_scale 1, L1, trained here by this script; its option file and checkpoint are
+kept in ``benchmarks/results/quality_assets/``) is the one every arm distils from. Stage 1
+and 2 run once per family (not per seed): a plain OBProx-SG prune (the paper's stage 1) and
+the srcomp recipe's (Adam with ``train.sparsity.structured``), each compressed by
+``srcomp compress`` to the same student (EDSR f16b4, res_scale 2).
+
+Arms (``ARMS``): ``scratch`` (L1 to the ground truth, random init), ``paper`` (``srcomp
+compress --recipe paper``: MultiLapLoss + 0.1 L1, random init), ``kd_scratch`` (L1 to the
+teacher + L1 to the ground truth, random init), ``sliced`` / ``sliced_kd`` (L1 to the ground
+truth / the srcomp losses, from the student sliced out of the *plain* prune), ``srcomp``
+(``srcomp compress --recipe srcomp`` as written: sliced from the *structured* prune), and
+``srcomp_extra`` (srcomp plus teacher-labelled extra inputs). Students from random weights
+train with lr 5e-4 (the recipes' 1e-4/2e-4 are for 800k iterations), sliced ones with the
+srcomp recipe's 2e-4; all schedules end at the budget. The live teacher runs in bf16
+(``train.teacher_precision``; >= 56 dB from its float32 output, benchmarks/RESULTS.md), the
+same for every arm.
+"""
+import argparse
+import copy
+import fcntl
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / 'shared' / 'datasets'
+RESULTS = REPO / 'benchmarks' / 'results' / 'quality.json'
+ASSETS = REPO / 'benchmarks' / 'results' / 'quality_assets'
+TABLE = REPO / 'benchmarks' / 'QUALITY.md'
+SCALE = 2
+TRAIN_SETS = ('BSD68', 'SunHays80')
+TEST_SETS = ('Set5', 'Set14', 'Urban100')
+ARMS = ('scratch', 'paper', 'kd_scratch', 'sliced', 'sliced_kd', 'srcomp', 'srcomp_extra')
+BUDGETS = (1000, 4000, 16000)
+SEEDS = (0, 1, 2)
+ARMS_AT_16K = ('scratch', 'paper', 'srcomp')  # one seed at the largest budget
+SCRATCH_LR, SLICED_LR = 5e-4, 2e-4
+BATCH, LR_PATCH = 16, 32  # HR patch 64: a multiple of 16, as MultiLapLoss needs
+
+FAMILIES = {
+    'edsr': {
+        'teacher': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_block': 8,
+                    'upscale': SCALE, 'res_scale': 1, 'img_range': 255.},
+        'teacher_iters': 16000, 'teacher_batch': 16, 'teacher_lr': 3e-4,
+        'ratio': 0.04,  # -> EDSR f16b4, res_scale 2 (31,043 params, 4.0% of the teacher)
+        'prune_iters': 2000,
+    },
+}
+
+
+# ----------------------------------------------------------------------------- option dicts
+
+
+def _metrics():
+    return {'psnr': {'type': 'calculate_psnr', 'crop_border': SCALE, 'test_y_channel': True},
+            'ssim': {'type': 'calculate_ssim', 'crop_border': SCALE, 'test_y_channel': True}}
+
+
+def _logger(iters):
+    return {'print_freq': max(1, min(500, iters // 10)), 'save_checkpoint_freq': min(iters, 2000),
+            'use_tb_logger': False, 'wandb': {'project': None, 'resume_id': None}}
+
+
+def _datasets(data, batch=BATCH):
+    train = {'name': 'BSD68_SunHays80', 'type': 'PairedImageDataset', 'dataroot_gt': str(data / 'train' / 'HR_sub'),
+             'dataroot_lq': str(data / 'train' / 'LR_bicubic' / f'X{SCALE}_sub'), 'filename_tmpl': '{}',
+             'io_backend': {'type': 'disk'}, 'gt_size': LR_PATCH * SCALE, 'use_hflip': True, 'use_rot': True,
+             'num_worker_per_gpu': 0, 'batch_size_per_gpu': batch, 'dataset_enlarge_ratio': 20, 'prefetch_mode': None}
+    return {'train': train, 'val': _test_set(data, 'Set5')}
+
+
+def _test_set(data, name):
+    if name == 'Set5':  # the published LR images
+        gt, lq = SHARED / 'Set5' / 'HR', SHARED / 'Set5' / 'LR_bicubic' / f'X{SCALE}'
+    else:
+        gt, lq = data / name / 'HR', data / name / 'LR_bicubic' / f'X{SCALE}'
+    return {'name': name, 'type': 'PairedImageDataset', 'dataroot_gt': str(gt), 'dataroot_lq': str(lq),
+            'filename_tmpl': f'{{}}x{SCALE}', 'io_backend': {'type': 'disk'}}
+
+
+def _cosine(iters, lr):
+    return {'optim_g': {'type': 'Adam', 'lr': lr, 'weight_decay': 0, 'betas': [0.9, 0.999]},
+            'scheduler': {'type': 'CosineAnnealingRestartLR', 'periods': [iters], 'restart_weights': [1],
+                          'eta_min': 1e-7}}
+
+
+def _base_opt(name, model_type, network, data, iters, seed, batch=BATCH):
+    return {'name': name, 'model_type': model_type, 'scale': SCALE, 'num_gpu': 0, 'manual_seed': seed,
+            'datasets': _datasets(data, batch), 'network_g': copy.deepcopy(network),
+            'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
+            'val': {'val_freq': 10 ** 9, 'save_img': False, 'metrics': _metrics()}, 'logger': _logger(iters)}
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _env():
+    return dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+
+
+def _run(cmd, cwd, log):
+    with open(log, 'a', encoding='utf-8') as f:
+        f.write(f'$ {" ".join(map(str, cmd))}\n')
+        f.flush()
+        proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=_env(), stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise RuntimeError(f'command failed (exit {proc.returncode}), see {log}: {" ".join(map(str, cmd))}')
+
+
+def train(work, opt):
+    """Train ``opt`` unless its ``net_g_latest.pth`` exists; resume an interrupted run."""
+    exp = work / 'experiments' / opt['name']
+    latest = exp / 'models' / 'net_g_latest.pth'
+    if latest.is_file():
+        return latest
+    path = work / 'options' / f'{opt["name"]}.yml'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(opt, sort_keys=False))
+    cmd = [sys.executable, '-m', 'srcomp_plugin.train', '-opt', path] + (['--auto_resume'] if exp.is_dir() else [])
+    _run(cmd, work, work / 'logs' / f'{opt["name"]}.log')
+    return latest
+
+
+def test(work, name, network, checkpoint, data, key='params_ema'):
+    """Y-PSNR/SSIM per test set of ``checkpoint``: ``({set: psnr}, {set: ssim})``."""
+    from srcomp_plugin.pipeline.report import find_test_logs, parse_test_log
+
+    results = work / 'results' / name
+    if not results.is_dir() or not list(results.glob('test_*.log')):
+        opt = {'name': name, 'model_type': 'SRModel', 'scale': SCALE, 'num_gpu': 0, 'manual_seed': 0,
+               'datasets': {f'test_{i}': _test_set(data, s) for i, s in enumerate(TEST_SETS, 1)},
+               'network_g': copy.deepcopy(network),
+               'path': {'pretrain_network_g': str(checkpoint), 'param_key_g': key, 'strict_load_g': True},
+               'val': {'save_img': False, 'suffix': None, 'metrics': _metrics()}}
+        path = work / 'options' / f'{name}.yml'
+        path.write_text(yaml.safe_dump(opt, sort_keys=False))
+        _run([sys.executable, '-m', 'srcomp_plugin.test', '-opt', path], work, work / 'logs' / f'{name}.log')
+    validations = parse_test_log(find_test_logs(results)[0])['validations']
+    return ({s: validations[s]['psnr'] for s in TEST_SETS}, {s: validations[s]['ssim'] for s in TEST_SETS})
+
+
+# ----------------------------------------------------------------------------- data, teacher, stages 1-2
+
+
+def prepare_data(work):
+    """BSD68 + SunHays80 as one training set (sub-images), Set14/Urban100 in the benchmark layout."""
+    from srcomp_plugin.data.prepare import prepare_dataset
+
+    data = work / 'data'
+    if not (data / 'train' / 'meta_info_HR.txt').is_file():
+        merged = data / 'train_hr'
+        merged.mkdir(parents=True, exist_ok=True)
+        for name in TRAIN_SETS:
+            for src in sorted((SHARED / name / 'HR').iterdir()):
+                link = merged / f'{name}_{src.name}'
+                if not link.exists():
+                    link.symlink_to(src)
+        prepare_dataset(merged, data / 'train', scales=(SCALE, ), sub_images=True, crop_size=192, step=96,
+                        archive_existing=True, progress=False)
+    for name in TEST_SETS[1:]:
+        if not (data / name / 'meta_info_HR.txt').is_file():
+            prepare_dataset(SHARED / name / 'HR', data / name, scales=(SCALE, ), benchmark=True,
+                            archive_existing=True, progress=False)
+    return data
+
+
+def teacher(work, family, data):
+    """The family's teacher checkpoint: the kept asset, or trained here (then kept)."""
+    cfg = FAMILIES[family]
+    asset = ASSETS / f'{family}_teacher.pth'
+    if asset.is_file():
+        return asset
+    iters = cfg['teacher_iters']
+    opt = _base_opt(f'q_{family}_teacher', 'SRModel', cfg['teacher'], data, iters, 0, batch=cfg['teacher_batch'])
+    opt['train'] = dict(_cosine(iters, cfg['teacher_lr']), total_iter=iters, warmup_iter=-1, ema_decay=0.999,
+                        pixel_opt={'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'})
+    opt['val']['val_freq'] = 5000
+    latest = train(work, opt)
+    ASSETS.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    state = torch.load(latest, map_location='cpu', weights_only=True)
+    torch.save({'params_ema': state['params_ema']}, asset)
+    (ASSETS / f'{family}_teacher.yml').write_text(yaml.safe_dump(opt, sort_keys=False))
+    return asset
+
+
+def stage_one_and_two(work, family, data, teacher_ckpt, structured):
+    """Prune (plain or structured), then ``srcomp compress`` for both recipes; returns the option paths."""
+    from srcomp_plugin.compress import compress, load_recipe
+
+    cfg = FAMILIES[family]
+    kind = 'structured' if structured else 'plain'
+    iters = cfg['prune_iters']
+    opt = _base_opt(f'q_{family}_prune_{kind}', 'SparseSRModel', cfg['teacher'], data, iters, 0)
+    opt['path'].update(pretrain_network_g=str(teacher_ckpt), param_key_g='params_ema')
+    opt['train'] = {'total_iter': iters, 'warmup_iter': -1, 'ema_decay': 0.999,
+                    'optim_g': {'type': 'OBProxSG', 'lr': 5e-3, 'lambda_': 1e-4, 'epoch_size': 'auto', 'Np': 1,
+                                'No': 'inf', 'eps': 1e-4},
+                    'scheduler': {'type': 'MultiStepLR', 'milestones': [10 ** 9], 'gamma': 0.5},
+                    'pixel_opt': {'type': 'CharbonnierLoss', 'loss_weight': 1.0, 'reduction': 'mean'}}
+    if structured:  # the srcomp recipe's stage 1, as `srcomp pipeline` writes it
+        opt['train']['sparsity'] = {'structured': {'ratio': cfg['ratio'], 'depth_keep': 0.5}}
+        opt['train']['optim_g'] = load_recipe('srcomp')['prune_optim_g']
+    checkpoint = train(work, opt)
+    outs = {}
+    for recipe in ('srcomp', 'paper'):
+        out = work / 'options' / f'q_{family}_{kind}_{recipe}_generated.yml'
+        if not out.is_file():
+            compress(work / 'options' / f'{opt["name"]}.yml', checkpoint, out, ratio=cfg['ratio'], recipe=recipe,
+                     teacher_checkpoint=teacher_ckpt, macs=False)
+        outs[recipe] = out
+    return outs
+
+
+# ----------------------------------------------------------------------------- arms
+
+
+def arm_options(arm, family, iters, seed, data, generated):
+    """The BasicSR option dict of one run. ``generated``: {'plain'|'structured': {recipe: yml}}."""
+    name = f'q_{family}_{arm}_{iters}_s{seed}'
+    source = 'structured' if arm.startswith('srcomp') else 'plain'
+    recipe = 'paper' if arm == 'paper' else 'srcomp'
+    with open(generated[source][recipe], encoding='utf-8') as f:
+        opt = yaml.safe_load(f)
+    opt.update(name=name, manual_seed=seed, datasets=_datasets(data), logger=_logger(iters),
+               val={'val_freq': 10 ** 9, 'save_img': False, 'metrics': _metrics()})
+    opt['path']['param_key_t'] = 'params_ema'
+    train_opt = opt['train']
+    train_opt.update(total_iter=iters, teacher_precision='bf16')
+    for key in ('milestones', 'periods'):  # the recipe's schedule, ending at this budget
+        if key in train_opt['scheduler']:
+            train_opt['scheduler'][key] = [max(1, round(v * iters / 800000)) for v in train_opt['scheduler'][key]]
+    from_scratch = arm in ('scratch', 'paper', 'kd_scratch')
+    train_opt['optim_g']['lr'] = SCRATCH_LR if from_scratch else SLICED_LR
+    if from_scratch:
+        opt['path']['pretrain_network_g'] = None
+    if arm in ('scratch', 'sliced'):  # ground truth only: BasicSR's own SRModel
+        opt['model_type'] = 'SRModel'
+        for key in ('network_t', ):
+            opt.pop(key, None)
+        for key in ('pretrain_network_t', 'param_key_t', 'strict_load_t'):
+            opt['path'].pop(key, None)
+        for key in ('distill_opt', 'teacher_precision'):
+            train_opt.pop(key, None)
+        train_opt['pixel_opt'] = {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}
+    if arm == 'srcomp_extra':
+        opt['datasets']['train'].update(type='ExtraInputsPairedImageDataset', extra_prob=0.5)
+    return opt
+
+
+def planned_runs(families, arms, budgets, seeds):
+    runs = []
+    for family in families:
+        for iters in budgets:
+            for arm in arms:
+                for seed in seeds:
+                    if iters >= 16000 and (arm not in ARMS_AT_16K or seed != seeds[0]):
+                        continue
+                    runs.append((family, arm, iters, seed))
+    return runs
+
+
+def load_results():
+    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+
+
+def append_result(record):
+    """Append one record to the JSON under a lock (two runs finish side by side)."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS.with_suffix('.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        records = load_results()
+        records.append(record)
+        tmp = RESULTS.with_suffix('.json.tmp')
+        tmp.write_text(json.dumps(records, indent=1) + '\n')
+        os.replace(tmp, RESULTS)
+
+
+def one_run(work, data, generated, family, arm, iters, seed):
+    start = time.time()
+    opt = arm_options(arm, family, iters, seed, data, generated)
+    checkpoint = train(work, opt)
+    psnr, ssim = test(work, f'{opt["name"]}_test', opt['network_g'], checkpoint, data)
+    record = {'family': family, 'arm': arm, 'iters': iters, 'seed': seed, 'psnr': psnr, 'ssim': ssim,
+              'minutes': round((time.time() - start) / 60, 1)}
+    append_result(record)
+    shutil.rmtree(work / 'experiments' / opt['name'] / 'training_states', ignore_errors=True)
+    mean = (psnr['Set5'] + psnr['Set14']) / 2
+    print(f'[quality] {family} {arm:<12} {iters:>6} it seed {seed}: Set5 {psnr["Set5"]:.2f} Set14 '
+          f'{psnr["Set14"]:.2f} Urban100 {psnr["Urban100"]:.2f} (mean Set5/14 {mean:.2f}) '
+          f'in {record["minutes"]} min', flush=True)
+    return record
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+def _stats(values):
+    if len(values) == 1:
+        return f'{values[0]:.2f}'
+    return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
+
+
+def write_table(records, reference=None):
+    """benchmarks/QUALITY.md: mean of Set5 and Set14 per (arm, budget), mean ± std over seeds."""
+    lines = ['# Quality: compressed students against the same student trained alone', '',
+             'Written by `python benchmarks/quality.py` from `benchmarks/results/quality.json` (see the '
+             "script's docstring for the data, teacher, arms and schedules). Y-PSNR in dB, crop = scale, "
+             'x2; "Set5+14" is the mean of the two (the paper\'s figure), then mean ± std over seeds (n seeds).', '']
+    if reference:
+        lines += [f'Reference rows (same test sets): {reference}', '']
+    for family in sorted({r['family'] for r in records}):
+        rows = [r for r in records if r['family'] == family]
+        budgets = sorted({r['iters'] for r in rows})
+        lines += [f'## {family}', '', '| arm | ' + ' | '.join(f'{b} it: Set5+14 (n) | Urban100' for b in budgets)
+                  + ' |', '|---|' + '---|---|' * len(budgets)]
+        for arm in [a for a in ARMS if any(r['arm'] == a for r in rows)] + sorted(
+                {r['arm'] for r in rows} - set(ARMS)):
+            cells = []
+            for b in budgets:
+                got = [r for r in rows if r['arm'] == arm and r['iters'] == b]
+                if not got:
+                    cells += ['-', '-']
+                    continue
+                cells.append(f"{_stats([(r['psnr']['Set5'] + r['psnr']['Set14']) / 2 for r in got])} ({len(got)})")
+                cells.append(_stats([r['psnr']['Urban100'] for r in got]))
+            lines.append(f'| {arm} | ' + ' | '.join(cells) + ' |')
+        lines.append('')
+    TABLE.write_text('\n'.join(lines) + '\n')
+    return TABLE
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--work', default=str(REPO / 'quality_work'),
+                        help='where data, option files, experiments and logs go (default ./quality_work)')
+    parser.add_argument('--families', nargs='+', default=list(FAMILIES), choices=sorted(FAMILIES))
+    parser.add_argument('--arms', nargs='+', default=list(ARMS), choices=ARMS)
+    parser.add_argument('--budgets', nargs='+', type=int, default=list(BUDGETS))
+    parser.add_argument('--seeds', nargs='+', type=int, default=list(SEEDS))
+    parser.add_argument('--jobs', type=int, default=2, help='runs side by side, one thread each (default 2)')
+    parser.add_argument('--max-runs', type=int, help='stop after this many new runs')
+    parser.add_argument('--setup-only', action='store_true', help='data, teacher and stages 1-2 only')
+    parser.add_argument('--table', action='store_true', help='only rewrite benchmarks/QUALITY.md from the JSON')
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.table:
+        print(write_table(load_results()))
+        return 0
+    if not SHARED.is_dir():
+        sys.exit(f'{SHARED} is missing: the ablation trains on BSD68 + SunHays80 and tests on Set5/Set14/Urban100')
+    import srcomp_plugin  # noqa: F401  (registries and the torchvision alias before BasicSR)
+
+    work = Path(args.work).resolve()
+    (work / 'logs').mkdir(parents=True, exist_ok=True)
+    data = prepare_data(work)
+    generated = {}
+    for family in args.families:
+        teacher_ckpt = teacher(work, family, data)
+        psnr, _ = test(work, f'q_{family}_teacher_test', FAMILIES[family]['teacher'], teacher_ckpt, data)
+        print(f'[quality] {family} teacher: {psnr}', flush=True)
+        generated[family] = {kind: stage_one_and_two(work, family, data, teacher_ckpt, kind == 'structured')
+                             for kind in ('plain', 'structured')}
+    if args.setup_only:
+        return 0
+    done = {(r['family'], r['arm'], r['iters'], r['seed']) for r in load_results()}
+    todo = [run for run in planned_runs(args.families, args.arms, args.budgets, args.seeds) if run not in done]
+    todo = todo[:args.max_runs] if args.max_runs else todo
+    print(f'[quality] {len(todo)} runs to do ({len(done)} already in {RESULTS})', flush=True)
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(one_run, work, data, generated[f], f, a, i, s) for f, a, i, s in todo]
+        failures = []
+        for future in futures:
+            try:
+                future.result()
+            except RuntimeError as err:
+                failures.append(str(err))
+                print(f'[quality] FAILED: {err}', flush=True)
+    write_table(load_results())
+    return 1 if failures else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
