@@ -1,0 +1,80 @@
+"""``benchmarks/quality.py --smoke``: the quality ablation's every step, tiny, on real photographs.
+
+The ablation runs for hours across sessions; this keeps its harness working: data
+preparation, the teacher, both stage-1 kinds, ``srcomp compress`` for both recipes, one run
+per arm through BasicSR's train and test pipelines, the JSON records, the table, and the
+skip of finished runs on a restart.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / 'benchmarks' / 'quality.py'
+SHARED = REPO.parent / 'shared' / 'datasets'
+ARMS = ('scratch', 'paper', 'kd_scratch', 'sliced', 'sliced_kd', 'srcomp', 'srcomp_extra')
+
+pytestmark = pytest.mark.skipif(not (SHARED / 'Set5').is_dir() or not (SHARED / 'Set14').is_dir(),
+                                reason='needs ../shared/datasets (Set5, Set14) beside the repository')
+
+
+def _run(work):
+    proc = subprocess.run([sys.executable, str(SCRIPT), '--smoke', '--work', str(work)], capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope='module')
+def smoke(tmp_path_factory):
+    work = tmp_path_factory.mktemp('quality')
+    return work, _run(work)
+
+
+@pytest.mark.slow
+def test_every_arm_is_recorded_once(smoke):
+    work, _ = smoke
+    records = json.loads((work / 'quality.json').read_text())
+    assert sorted(r['arm'] for r in records) == sorted(ARMS)
+    for r in records:
+        assert (r['family'], r['iters'], r['seed']) == ('edsr', 4, 0)
+        assert set(r['psnr']) == set(r['ssim']) == {'Set5', 'Set14'}
+        assert all(0 < v < 100 for v in r['psnr'].values()) and all(0 < v <= 1 for v in r['ssim'].values())
+    table = (work / 'QUALITY.md').read_text()
+    assert all(f'| {arm} |' in table for arm in ARMS)
+
+
+@pytest.mark.slow
+def test_arms_differ_only_where_they_should(smoke):
+    work, _ = smoke
+    opts = {arm: yaml.safe_load((work / 'options' / f'q_edsr_{arm}_4_s0.yml').read_text()) for arm in ARMS}
+    assert {opts[a]['model_type'] for a in ('scratch', 'sliced')} == {'SRModel'}
+    assert opts['paper']['train']['distill_opt']['type'] == 'MultiLapLoss'
+    assert opts['paper']['train']['pixel_opt']['loss_weight'] == 0.1
+    for arm in ('kd_scratch', 'sliced_kd', 'srcomp', 'srcomp_extra'):
+        assert opts[arm]['train']['distill_opt']['type'] == 'L1Loss'
+    for arm in ('scratch', 'paper', 'kd_scratch'):
+        assert opts[arm]['path']['pretrain_network_g'] is None
+    plain = opts['sliced']['path']['pretrain_network_g']
+    structured = opts['srcomp']['path']['pretrain_network_g']
+    assert 'plain' in plain and opts['sliced_kd']['path']['pretrain_network_g'] == plain
+    assert 'structured' in structured and opts['srcomp_extra']['path']['pretrain_network_g'] == structured
+    assert opts['srcomp_extra']['datasets']['train']['type'] == 'ExtraInputsPairedImageDataset'
+    networks = {yaml.safe_dump(o['network_g']) for o in opts.values()}
+    assert len(networks) == 1  # one student shape for every arm
+    for o in opts.values():  # every schedule ends at the budget
+        scheduler = o['train']['scheduler']
+        assert scheduler.get('periods', [4]) == [4] and all(m <= 4 for m in scheduler.get('milestones', []))
+
+
+@pytest.mark.slow
+def test_a_restart_skips_finished_runs(smoke):
+    work, _ = smoke
+    before = (work / 'quality.json').read_text()
+    out = _run(work)
+    assert '[quality] 0 runs to do (7 already in' in out
+    assert (work / 'quality.json').read_text() == before
