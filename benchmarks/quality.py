@@ -334,14 +334,18 @@ def _stats(values):
     return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
 
 
-def write_table(records, reference=None):
-    """benchmarks/QUALITY.md: mean of Set5 and Set14 per (arm, budget), mean ± std over seeds."""
+NOTES_MARK = '<!-- written by hand below this line; quality.py keeps it -->\n'
+
+
+def write_table(records):
+    """benchmarks/QUALITY.md: mean of Set5 and Set14 per (arm, budget), mean ± std over seeds.
+
+    Everything below :data:`NOTES_MARK` (the reading of the numbers) is kept as it is.
+    """
     lines = ['# Quality: compressed students against the same student trained alone', '',
              'Written by `python benchmarks/quality.py` from `benchmarks/results/quality.json` (see the '
              "script's docstring for the data, teacher, arms and schedules). Y-PSNR in dB, crop = scale, "
              'x2; "Set5+14" is the mean of the two (the paper\'s figure), then mean ± std over seeds (n seeds).', '']
-    if reference:
-        lines += [f'Reference rows (same test sets): {reference}', '']
     for family in sorted({r['family'] for r in records}):
         rows = [r for r in records if r['family'] == family]
         budgets = sorted({r['iters'] for r in rows})
@@ -359,7 +363,9 @@ def write_table(records, reference=None):
                 cells.append(_stats([r['psnr']['Urban100'] for r in got]) if 'Urban100' in got[0]['psnr'] else '-')
             lines.append(f'| {arm} | ' + ' | '.join(cells) + ' |')
         lines.append('')
-    TABLE.write_text('\n'.join(lines) + '\n')
+    old = TABLE.read_text() if TABLE.is_file() else ''
+    notes = old.split(NOTES_MARK, 1)[1] if NOTES_MARK in old else '\n'
+    TABLE.write_text('\n'.join(lines) + '\n' + NOTES_MARK + notes)
     return TABLE
 
 

@@ -46,6 +46,7 @@ def test_demo_quick_prints_the_comparison_table(demo):
     ckpt = torch.load(work / 'experiments' / f'{NAME}_distill' / 'models' / 'net_g_latest.pth', map_location='cpu')
     assert set(ckpt) == {'params', 'params_ema'}
     assert 'they end below bicubic, as expected of a smoke run' in out
+    assert 'teacher: EDSR (shipped)' in out and 'target ratio 0.04' in out  # the default teacher and target
 
 
 @pytest.mark.slow
@@ -104,3 +105,16 @@ def test_interrupted_stage_resumes(demo):
     assert (exp / 'models' / 'net_g_latest.pth').is_file()
     assert '[srcomp pipeline] test: done' in out
     assert not list((work / 'experiments').glob(f'{NAME}_distill_archived_*'))
+
+
+def test_shipped_teacher_is_a_small_edsr_checkpoint():
+    """The demo's stand-in teacher: BasicSR's EDSR f64b8 x2, EMA weights only, a few MB, loads strictly."""
+    from srcomp_plugin.pipeline.demo import shipped_teacher  # noqa: I100  (the plugin before BasicSR)
+    from basicsr.archs.edsr_arch import EDSR
+
+    path, network = shipped_teacher('edsr', 2)
+    assert path.stat().st_size < 4 * 2 ** 20
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    assert list(state) == ['params_ema']
+    EDSR(**{k: v for k, v in network.items() if k != 'type'}).load_state_dict(state['params_ema'], strict=True)
+    assert shipped_teacher('edsr', 3) is None and shipped_teacher('swinir', 2) is None
