@@ -1,0 +1,42 @@
+"""``recipe:`` in pipeline files: which stage 1 each recipe gets, and the errors."""
+import pytest
+
+from srcomp_plugin.pipeline import stage_options as so
+
+EDSR = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_block': 16, 'upscale': 2,
+        'res_scale': 1, 'img_range': 255.}
+SWINIR = {'type': 'SwinIR', 'upscale': 2, 'in_chans': 3, 'img_size': 64, 'window_size': 8, 'img_range': 1.,
+          'depths': [6, 6, 6, 6], 'embed_dim': 60, 'num_heads': [6, 6, 6, 6], 'mlp_ratio': 2,
+          'upsampler': 'pixelshuffledirect', 'resi_connection': '1conv'}
+
+
+def _pipe(network=EDSR, **extra):
+    pipe = {'name': 'p', 'scale': 2, 'teacher': {'network': network, 'checkpoint': 't.pth'},
+            'datasets': {'train': {'name': 'train'}, 'val': {'name': 'val'}}}
+    pipe.update(extra)
+    return pipe
+
+
+def test_srcomp_recipe_on_edsr_with_a_ratio_decays_to_the_student_with_adam():
+    pipe = _pipe(compress={'ratio': '49603/1369859', 'depth_keep': 0.5})
+    assert so.recipe_of(pipe) == 'srcomp'  # the default
+    train = so.prune_options(pipe)['train']
+    assert train['sparsity'] == {'structured': {'ratio': '49603/1369859', 'depth_keep': 0.5}}
+    assert train['optim_g']['type'] == 'Adam'
+
+
+@pytest.mark.parametrize('pipe', [
+    _pipe(recipe='paper', compress={'ratio': 0.04}),  # the release's stage 1
+    _pipe(compress={}),  # the ratio comes from the measured density: the student is unknown before stage 1
+    _pipe(compress={'ratio': 0.04, 'init': 'scratch'}),  # nothing is sliced
+    _pipe(network=SWINIR, compress={'ratio': 0.1}),  # a SwinIR slice is never lossless
+])
+def test_other_cases_keep_the_papers_stage_one(pipe):
+    train = so.prune_options(pipe)['train']
+    assert 'sparsity' not in train
+    assert train['optim_g']['type'] == 'OBProxSG'
+
+
+def test_unknown_recipe_is_refused():
+    with pytest.raises(so.PipelineOptionError, match=r"recipe 'fast' is not one of \['srcomp', 'paper'\]"):
+        so.check_pipeline_options(_pipe(recipe='fast'))
