@@ -249,6 +249,8 @@ def stage_one_and_two(work, family, data, teacher_ckpt, structured):
 
 def arm_options(arm, family, iters, seed, data, generated):
     """The BasicSR option dict of one run. ``generated``: {'plain'|'structured': {recipe: yml}}."""
+    from srcomp_plugin.compress.recipes import rescale_schedule
+
     name = f'q_{family}_{arm}_{iters}_s{seed}'
     source = 'structured' if arm.startswith('srcomp') else 'plain'
     recipe = 'paper' if arm == 'paper' else 'srcomp'
@@ -257,12 +259,9 @@ def arm_options(arm, family, iters, seed, data, generated):
     opt.update(name=name, manual_seed=seed, datasets=_datasets(data), logger=_logger(iters),
                val={'val_freq': 10 ** 9, 'save_img': False, 'metrics': _metrics()})
     opt['path']['param_key_t'] = 'params_ema'
-    train_opt = opt['train']
+    train_opt = rescale_schedule(opt['train'], iters)  # the recipe's schedule, ending at this budget
     # EMA over the last ~10% of the run: 0.999 at 1k iterations would still hold 37% of the start
-    train_opt.update(total_iter=iters, teacher_precision='bf16', ema_decay=max(0.0, min(0.999, 1 - 10 / iters)))
-    for key in ('milestones', 'periods'):  # the recipe's schedule, ending at this budget
-        if key in train_opt['scheduler']:
-            train_opt['scheduler'][key] = [max(1, round(v * iters / 800000)) for v in train_opt['scheduler'][key]]
+    train_opt.update(teacher_precision='bf16', ema_decay=max(0.0, min(0.999, 1 - 10 / iters)))
     from_scratch = arm in ('scratch', 'paper', 'kd_scratch')
     train_opt['optim_g']['lr'] = SCRATCH_LR if from_scratch else SLICED_LR
     if from_scratch:

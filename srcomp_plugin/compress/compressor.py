@@ -216,8 +216,8 @@ def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=Non
 
     report = build_report(
         opt_path=opt_path, checkpoint=checkpoint, key=key, density=density, ratio_source=source, shape=shape,
-        profiles=profiles, teacher_path=teacher_path, out=out, recipe=recipe, init=init, init_path=init_path, selection=selection,
-        notes=notes)
+        profiles=profiles, teacher_path=teacher_path, out=out, recipe=recipe, init=init, init_path=init_path,
+        selection=selection, notes=notes)
     if init_score is not None:
         report['init_psnr'] = init_score
     header = format_report(report)

@@ -2,7 +2,8 @@
 
 A recipe is a YAML template in ``options/distill/recipe_<name>.yml`` with two sections:
 ``recipe`` (its ``name``, where the student starts, ``init: scratch|pruned``, and for
-``srcomp`` the stage-1 optimizer of the pipeline's structured prune) and the ``train`` section that ``srcomp compress`` writes, unchanged, into the stage-3 option file.
+``srcomp`` the stage-1 optimizer of the pipeline's structured prune) and the ``train``
+section that ``srcomp compress`` writes, unchanged, into the stage-3 option file.
 Nothing else changes between recipes: no hidden code path, so any generated option file
 reads as a complete description of its run.
 
@@ -10,7 +11,9 @@ reads as a complete description of its run.
   ground truth x 0.1, MultiStepLR);
 * ``srcomp`` (the default): the student sliced from the stage-1 checkpoint, L1 to the
   teacher's output plus L1 to the ground truth, a cosine schedule that ends at the last
-  iteration. Chosen by the ablation of ``benchmarks/quality.py`` (``benchmarks/QUALITY.md``).
+  iteration. Measured against ``paper`` and scratch training by ``benchmarks/quality.py``
+  (``benchmarks/QUALITY.md``); its loss weights and learning rate are not settled by that
+  ablation yet.
 
 A shorter ``total_iter`` rescales the schedule: MultiStepLR milestones keep their fractions
 of the run, and a cosine period becomes the run itself, so every schedule still decays to
@@ -60,8 +63,15 @@ def load_recipe(name):
 def recipe_train(name, total_iter=None):
     """The recipe's ``train`` section, its schedule rescaled to ``total_iter`` when given."""
     train = load_recipe(name)['train']
-    if total_iter is None:
-        return train
+    return train if total_iter is None else rescale_schedule(train, total_iter)
+
+
+def rescale_schedule(train, total_iter):
+    """``train`` (changed in place and returned) with ``total_iter`` and the scheduler scaled to it.
+
+    MultiStepLR milestones keep their fractions of the run; cosine periods scale likewise,
+    so a schedule that ended with the old ``total_iter`` ends with the new one.
+    """
     if not isinstance(total_iter, int) or isinstance(total_iter, bool) or total_iter < 1:
         raise CompressError(f'--total-iter must be a positive integer, got {total_iter!r}')
     full, scheduler = train['total_iter'], train['scheduler']
