@@ -1,6 +1,6 @@
 """Stage 2's rule: from a teacher and a target ratio r to the student's shape.
 
-The rule (``/work/shared/method.md``, "Stage 2"; ours, since the paper's equations could not
+The rule (ours, since the paper's equations could not
 be obtained, and it reproduces the release's hand-typed EDSRmini and SwinIRmini exactly):
 
 1. keep ``depth_keep`` of the residual units (see :mod:`.families` for what a unit is;

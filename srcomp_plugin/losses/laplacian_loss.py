@@ -1,6 +1,6 @@
-"""Stage 3's distillation loss: MultiLap, a weighted Laplacian-pyramid L1 (method.md).
+"""Stage 3's distillation loss: MultiLap, a weighted Laplacian-pyramid L1.
 
-Definitions (all from the paper's release, restated in ``shared/method.md``):
+Definitions (all from the paper's release, arXiv 2401.00523):
 
 * ``G``: depthwise 5x5 binomial blur, kernel ``outer([1,4,6,4,1]) / 256``, reflect padding 2.
 * One pyramid step on ``current``: ``down = avg_pool_2x2(G(current))``,

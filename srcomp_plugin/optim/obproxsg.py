@@ -1,7 +1,7 @@
 """OBProx-SG: the optimizer of stage 1 (sparsity fine-tuning).
 
 Chen et al., "Orthant Based Proximal Stochastic Gradient Method for l1-Regularized
-Optimization" (ECML-PKDD 2020), as used by the paper (see ``shared/method.md``). It
+Optimization" (ECML-PKDD 2020), as used by the paper (arXiv 2401.00523). It
 minimises ``f(x) + lambda * ||x||_1`` with two kinds of step:
 
 * **Prox-SG step** (soft threshold): ``t = x - lr * g``;
