@@ -216,6 +216,16 @@ def teacher(work, family, data):
     return asset
 
 
+def teacher_record(work, family, data, checkpoint):
+    """The teacher's own test figures, kept in the JSON as the record of arm ``teacher``."""
+    psnr, ssim = test(work, f'q_{family}_teacher_test', FAMILIES[family]['teacher'], checkpoint, data)
+    record = {'family': family, 'arm': 'teacher', 'iters': FAMILIES[family]['teacher_iters'], 'seed': 0,
+              'psnr': psnr, 'ssim': ssim}
+    append_result(record)
+    print(f'[quality] {family} teacher: ' + ' '.join(f'{s} {v:.2f}' for s, v in psnr.items()), flush=True)
+    return record
+
+
 def stage_one_and_two(work, family, data, teacher_ckpt, structured):
     """Prune (plain or structured), then ``srcomp compress`` for both recipes; returns the option paths."""
     from srcomp_plugin.compress import compress, load_recipe
@@ -281,11 +291,12 @@ def arm_options(arm, family, iters, seed, data, generated):
 
 
 def planned_runs(families, arms, budgets, seeds):
+    """Budget by budget, seed by seed: a partial ablation has every arm at the first seed."""
     runs = []
     for family in families:
         for iters in budgets:
-            for arm in arms:
-                for seed in seeds:
+            for seed in seeds:
+                for arm in arms:
                     if iters >= 16000 and (arm not in ARMS_AT_16K or seed != seeds[0]):
                         continue
                     runs.append((family, arm, iters, seed))
@@ -308,8 +319,10 @@ def append_result(record):
         os.replace(tmp, RESULTS)
 
 
-def one_run(work, data, generated, family, arm, iters, seed):
+def one_run(work, data, setups, family, arm, iters, seed):
+    """Train and test one (family, arm, budget, seed) once its stages 1-2 are done; append its record."""
     start = time.time()
+    generated = {kind: setups[family, kind].result() for kind in ('plain', 'structured')}
     opt = arm_options(arm, family, iters, seed, data, generated)
     checkpoint = train(work, opt)
     psnr, ssim = test(work, f'{opt["name"]}_test', opt['network_g'], checkpoint, data)
@@ -317,14 +330,18 @@ def one_run(work, data, generated, family, arm, iters, seed):
               'minutes': round((time.time() - start) / 60, 1)}
     append_result(record)
     shutil.rmtree(work / 'experiments' / opt['name'] / 'training_states', ignore_errors=True)
-    mean = (psnr['Set5'] + psnr['Set14']) / 2
     print(f'[quality] {family} {arm:<12} {iters:>6} it seed {seed}: '
-          + ' '.join(f'{s} {v:.2f}' for s, v in psnr.items()) + f' (mean Set5/14 {mean:.2f}) in {record["minutes"]} min',
+          + ' '.join(f'{s} {v:.2f}' for s, v in psnr.items())
+          + f' (mean Set5/14 {_set5_14(record):.2f}) in {record["minutes"]} min',
           flush=True)
     return record
 
 
 # ----------------------------------------------------------------------------- the table
+
+
+def _set5_14(record):
+    return (record['psnr']['Set5'] + record['psnr']['Set14']) / 2
 
 
 def _stats(values):
@@ -346,9 +363,14 @@ def write_table(records):
              "script's docstring for the data, teacher, arms and schedules). Y-PSNR in dB, crop = scale, "
              'x2; "Set5+14" is the mean of the two (the paper\'s figure), then mean ± std over seeds (n seeds).', '']
     for family in sorted({r['family'] for r in records}):
-        rows = [r for r in records if r['family'] == family]
+        rows = [r for r in records if r['family'] == family and r['arm'] != 'teacher']
         budgets = sorted({r['iters'] for r in rows})
-        lines += [f'## {family}', '', '| arm | ' + ' | '.join(f'{b} it: Set5+14 (n) | Urban100' for b in budgets)
+        lines += [f'## {family}', '']
+        for r in records:
+            if r['family'] == family and r['arm'] == 'teacher':
+                urban = f", Urban100 {r['psnr']['Urban100']:.2f}" if 'Urban100' in r['psnr'] else ''
+                lines += [f"Teacher ({r['iters']} it): Set5+14 {_set5_14(r):.2f}{urban}", '']
+        lines += ['| arm | ' + ' | '.join(f'{b} it: Set5+14 (n) | Urban100' for b in budgets)
                   + ' |', '|---|' + '---|---|' * len(budgets)]
         for arm in [a for a in ARMS if any(r['arm'] == a for r in rows)] + sorted(
                 {r['arm'] for r in rows} - set(ARMS)):
@@ -358,7 +380,7 @@ def write_table(records):
                 if not got:
                     cells += ['-', '-']
                     continue
-                cells.append(f"{_stats([(r['psnr']['Set5'] + r['psnr']['Set14']) / 2 for r in got])} ({len(got)})")
+                cells.append(f"{_stats([_set5_14(r) for r in got])} ({len(got)})")
                 cells.append(_stats([r['psnr']['Urban100'] for r in got]) if 'Urban100' in got[0]['psnr'] else '-')
             lines.append(f'| {arm} | ' + ' | '.join(cells) + ' |')
         lines.append('')
@@ -411,23 +433,22 @@ def main(argv=None):
     work = Path(args.work).resolve()
     (work / 'logs').mkdir(parents=True, exist_ok=True)
     data = prepare_data(work)
-    generated = {}
-    for family in args.families:
-        teacher_ckpt = teacher(work, family, data)
-        psnr, _ = test(work, f'q_{family}_teacher_test', FAMILIES[family]['teacher'], teacher_ckpt, data)
-        print(f'[quality] {family} teacher: {psnr}', flush=True)
-        generated[family] = {kind: stage_one_and_two(work, family, data, teacher_ckpt, kind == 'structured')
-                             for kind in ('plain', 'structured')}
-    if args.setup_only:
-        return 0
+    teachers = {family: teacher(work, family, data) for family in args.families}
     done = {(r['family'], r['arm'], r['iters'], r['seed']) for r in load_results()}
     todo = [run for run in planned_runs(args.families, args.arms, args.budgets, args.seeds) if run not in done]
     todo = todo[:args.max_runs] if args.max_runs else todo
-    print(f'[quality] {len(todo)} runs to do ({len(done)} already in {RESULTS})', flush=True)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(one_run, work, data, generated[f], f, a, i, s) for f, a, i, s in todo]
+        # stage 1 (plain and structured) side by side; a run waits for the stage it starts from
+        setups = {(family, kind): pool.submit(stage_one_and_two, work, family, data, teachers[family],
+                                              kind == 'structured')
+                  for family in args.families for kind in ('plain', 'structured')}
+        tasks = [pool.submit(teacher_record, work, family, data, teachers[family])
+                 for family in args.families if (family, 'teacher', FAMILIES[family]['teacher_iters'], 0) not in done]
+        if not args.setup_only:
+            print(f'[quality] {len(todo)} runs to do ({len(done)} records already in {RESULTS})', flush=True)
+            tasks += [pool.submit(one_run, work, data, setups, f, a, i, s) for f, a, i, s in todo]
         failures = []
-        for future in futures:
+        for future in list(setups.values()) + tasks:
             try:
                 future.result()
             except RuntimeError as err:
@@ -435,7 +456,6 @@ def main(argv=None):
                 print(f'[quality] FAILED: {err}', flush=True)
     write_table(load_results())
     return 1 if failures else 0
-
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -39,6 +39,9 @@ def smoke(tmp_path_factory):
 def test_every_arm_is_recorded_once(smoke):
     work, _ = smoke
     records = json.loads((work / 'quality.json').read_text())
+    teacher = [r for r in records if r['arm'] == 'teacher']
+    records = [r for r in records if r['arm'] != 'teacher']
+    assert len(teacher) == 1 and set(teacher[0]['psnr']) == {'Set5', 'Set14'}
     assert sorted(r['arm'] for r in records) == sorted(ARMS)
     for r in records:
         assert (r['family'], r['iters'], r['seed']) == ('edsr', 4, 0)
@@ -46,6 +49,7 @@ def test_every_arm_is_recorded_once(smoke):
         assert all(0 < v < 100 for v in r['psnr'].values()) and all(0 < v <= 1 for v in r['ssim'].values())
     table = (work / 'QUALITY.md').read_text()
     assert all(f'| {arm} |' in table for arm in ARMS)
+    assert 'Teacher (6 it): Set5+14 ' in table and '| teacher |' not in table
 
 
 @pytest.mark.slow
@@ -76,5 +80,5 @@ def test_a_restart_skips_finished_runs(smoke):
     work, _ = smoke
     before = (work / 'quality.json').read_text()
     out = _run(work)
-    assert '[quality] 0 runs to do (7 already in' in out
+    assert '[quality] 0 runs to do (8 records already in' in out
     assert (work / 'quality.json').read_text() == before

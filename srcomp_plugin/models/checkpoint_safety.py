@@ -70,7 +70,7 @@ class CheckpointSafetyMixin:
     def _load_error(self, option, which, net, load_path, param_key, err):
         """The ``CheckpointLoadError`` that explains why BasicSR's ``load_network`` failed."""
         try:
-            content = torch.load(load_path, map_location='cpu')
+            content = torch.load(load_path, map_location='cpu', weights_only=True)
         except Exception as read_err:
             return CheckpointLoadError(f'{option}: {load_path} is not a readable PyTorch checkpoint (truncated or '
                                        f'corrupt?): {type(read_err).__name__}: {read_err}')

@@ -9,10 +9,9 @@ behaviour (nccl, one device per rank):
 * ``BaseModel.model_to_device`` wraps networks in ``DistributedDataParallel`` with
   ``device_ids=[torch.cuda.current_device()]``. On CPU, DDP must get no device ids.
 * ``basicsr.train.load_resume_state`` maps the resume state with
-  ``torch.cuda.current_device()``. On CPU we load it onto the CPU. On both we unpickle it
-  with ``weights_only=False``: BasicSR's call relies on the default of torch < 2.6, and the
-  newer default refuses the numpy RNG state that exact resume stores (the file is the
-  run's own).
+  ``torch.cuda.current_device()``. On CPU we load it onto the CPU. On both we load it with
+  ``weights_only=True`` and only the numpy types exact resume stores allowed (BasicSR's call
+  relies on torch < 2.6 unpickling anything), see :mod:`srcomp_plugin.utils.resume_state`.
 
 The patches are installed by ``import srcomp_plugin``; nothing in site-packages changes.
 """
@@ -22,6 +21,8 @@ import subprocess
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+
+from .resume_state import load_state, newest_readable_state
 
 _installed = False
 
@@ -48,28 +49,30 @@ def load_resume_state(opt):
     """BasicSR's ``load_resume_state``, mapped to the current CUDA device (as BasicSR) or the CPU.
 
     Same file choice as BasicSR (``--auto_resume``: the highest ``N.state`` under
-    ``experiments/<name>/training_states``; otherwise ``path.resume_state``).
+    ``experiments/<name>/training_states``; otherwise ``path.resume_state``), except that an
+    unreadable newest state falls back to the previous one; loaded without running code
+    (:mod:`srcomp_plugin.utils.resume_state`).
     """
-    from basicsr.utils import check_resume, scandir
+    from basicsr.utils import check_resume
 
-    state_path = None
-    if opt['auto_resume']:
-        state_dir = os.path.join('experiments', opt['name'], 'training_states')
-        if os.path.isdir(state_dir):
-            iters = [int(v.split('.state')[0]) for v in scandir(state_dir, suffix='.state')]
-            if iters:
-                state_path = os.path.join(state_dir, f'{max(iters)}.state')
-                opt['path']['resume_state'] = state_path
-    else:
-        state_path = opt['path'].get('resume_state')
-    if state_path is None:
-        return None
     if torch.cuda.is_available():
         device_id = torch.cuda.current_device()
         map_location = lambda storage, loc: storage.cuda(device_id)  # noqa: E731  (BasicSR's mapping)
     else:
         map_location = 'cpu'
-    resume_state = torch.load(state_path, map_location=map_location, weights_only=False)
+    if opt['auto_resume']:
+        state_dir = os.path.join('experiments', opt['name'], 'training_states')
+        if not os.path.isdir(state_dir):
+            return None
+        state_path, resume_state = newest_readable_state(state_dir, map_location)
+        if state_path is None:
+            return None
+        opt['path']['resume_state'] = state_path
+    else:
+        state_path = opt['path'].get('resume_state')
+        if state_path is None:
+            return None
+        resume_state = load_state(state_path, map_location)
     check_resume(opt, resume_state['iter'])
     return resume_state
 
