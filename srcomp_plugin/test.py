@@ -3,13 +3,21 @@
 Results go to ``results/<name>/`` under the current working directory.
 """
 import os
+import sys
 
 import srcomp_plugin  # noqa: F401  (registers the plugin before BasicSR builds anything)
 from basicsr.test import test_pipeline
 
+from srcomp_plugin.utils import safe_yaml
+
 
 def main():
-    test_pipeline(os.getcwd())
+    safe_yaml.install()  # BasicSR's parse_options would build any Python object a YAML tag names
+    try:
+        test_pipeline(os.getcwd())
+    except safe_yaml.OptionFileError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == '__main__':

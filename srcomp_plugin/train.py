@@ -7,13 +7,21 @@ All BasicSR flags work: ``--launcher pytorch|slurm``, ``--auto_resume``, ``--deb
 ``--force_yml key:sub=value``.
 """
 import os
+import sys
 
 import srcomp_plugin  # noqa: F401  (registers the plugin before BasicSR builds anything)
 from basicsr.train import train_pipeline
 
+from srcomp_plugin.utils import safe_yaml
+
 
 def main():
-    train_pipeline(os.getcwd())
+    safe_yaml.install()  # BasicSR's parse_options would build any Python object a YAML tag names
+    try:
+        train_pipeline(os.getcwd())
+    except safe_yaml.OptionFileError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == '__main__':

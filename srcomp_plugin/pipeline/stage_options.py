@@ -19,9 +19,8 @@ import copy
 
 import yaml
 
-from basicsr.utils.options import ordered_yaml
-
 from ..compress.recipes import DEFAULT_RECIPE, RECIPES, load_recipe
+from ..utils.safe_yaml import OptionFileError, load_options
 
 REQUIRED_KEYS = ('name', 'scale', 'teacher', 'datasets')
 PRUNE_DEFAULTS = {
@@ -55,8 +54,11 @@ def deep_merge(base, override):
 
 
 def load_yaml(path):
-    with open(path, encoding='utf-8') as f:
-        return yaml.load(f, Loader=ordered_yaml()[0])
+    """An option file, order kept, through the safe loader (no YAML tag builds a Python object)."""
+    try:
+        return load_options(path)
+    except OptionFileError as err:
+        raise PipelineOptionError(str(err)) from err
 
 
 def save_yaml(path, opt):
