@@ -8,11 +8,12 @@ import sys
 import srcomp_plugin  # noqa: F401  (registers the plugin before BasicSR builds anything)
 from basicsr.test import test_pipeline
 
-from srcomp_plugin.utils import safe_yaml
+from srcomp_plugin.utils import option_checks, safe_yaml
 
 
 def main():
     safe_yaml.install()  # BasicSR's parse_options would build any Python object a YAML tag names
+    option_checks.install()  # a bad option file stops here, naming the option, before any folder is made
     try:
         test_pipeline(os.getcwd())
     except safe_yaml.OptionFileError as err:
