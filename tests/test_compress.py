@@ -116,6 +116,16 @@ def test_params_budget_equals_the_same_ratio():
     assert by_params.ratio == Fraction(49603, 1369859)
 
 
+def test_a_typed_decimal_of_the_exact_ratio_gives_the_same_student():
+    teacher = _network_g('train_EDSR_f64b16_x2_prune.yml')
+    decimal = str(49603 / 1369859)  # '0.03621029609616756': 1e-12 short of the fraction
+    assert Fraction(decimal) < Fraction(49603, 1369859)
+    shape = derive_student(teacher, ratio=decimal)
+    assert (shape.width, shape.student_params) == (16, 49603)
+    # the tolerance is relative 1e-9, not a rounding of any ratio: 1e-6 short is a different budget
+    assert derive_student(teacher, ratio=Fraction(49603, 1369859) * (1 - Fraction(1, 10 ** 6))).width < 16
+
+
 def test_ratio_parsing_is_exact_and_checked():
     assert parse_ratio('49603/1369859') == Fraction(49603, 1369859)
     assert parse_ratio('0.25') == Fraction(1, 4)
@@ -379,6 +389,17 @@ def _plain(value):
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return str(value) if isinstance(value, Path) else value
+
+
+def test_a_dense_checkpoint_without_a_target_is_warned(sr_dataset, tmp_path, capsys):
+    opt = _tiny_prune_opt(sr_dataset, tmp_path / 'dense.pth')
+    torch.save({'params': build_arch('EDSR', _kwargs(opt['network_g'])).state_dict()}, tmp_path / 'dense.pth')
+    opt_path = write_opt(tmp_path / 'prune.yml', opt)
+    args = ['-opt', str(opt_path), '--checkpoint', str(tmp_path / 'dense.pth'), '--no-macs']
+    assert compress_main(args + ['--out', str(tmp_path / 'a.yml')]) == 0
+    assert 'dense.pth is not sparse (measured density 1.000)' in capsys.readouterr().err
+    assert compress_main(args + ['--ratio', '0.5', '--out', str(tmp_path / 'b.yml')]) == 0  # a target: no warning
+    assert 'not sparse' not in capsys.readouterr().err
 
 
 def test_command_errors(tmp_path, capsys):

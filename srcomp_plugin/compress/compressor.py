@@ -114,6 +114,9 @@ def _default_name(out):
     return Path(out).stem
 
 
+DENSE = Fraction(1, 2)  # a measured density above this is no stage-1 result: warn
+
+
 def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=None, init=None, key=None,
              teacher_checkpoint=None, total_iter=None, name=None, macs=True, opt_path=None, recipe=DEFAULT_RECIPE):
     """Run stage 2 and write its files; returns a :class:`CompressResult`.
@@ -170,6 +173,10 @@ def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=Non
             raise CompressError(f'{checkpoint}: every measured weight is zero (density 0), so the ratio would be 0, '
                                 'outside (0, 1]; give --ratio or --params')
         ratio, source = parse_ratio(measured, where='measured density'), 'measured global density'
+        if measured > DENSE:
+            warnings.warn(f'{checkpoint} is not sparse (measured density {float(measured):.3f}): the student will keep '
+                          f'{float(measured):.0%} of the teacher\'s parameters. Was stage 1 run on it? Give --ratio or '
+                          '--params for a compression target.', CompressWarning)
     elif params is not None:
         source = '--params'
     else:

@@ -12,7 +12,8 @@ be obtained, and it reproduces the release's hand-typed EDSRmini and SwinIRmini 
 
 Ratios are handled as exact fractions (``--ratio 49603/1369859`` is exact; a density is
 nonzero/measured counts), so a budget that a student meets with equality is never lost to
-floating point.
+floating point; a typed decimal may fall short of the fraction it stands for, so a student
+within :data:`TOLERANCE` (relative) above the budget still fits it.
 
 When even the smallest valid width at the kept depth is over budget, the rule falls back to
 that width with a warning (lower ``depth_keep`` to meet the budget). When the budget is
@@ -28,6 +29,9 @@ from fractions import Fraction
 from ..measure.complexity import count_params
 from .errors import CompressError, CompressWarning
 from .families import arch_class, teacher_family
+
+
+TOLERANCE = Fraction(1, 10 ** 9)  # 0.03621029609616756 must give EDSRmini as 49603/1369859 does
 
 
 def parse_ratio(value, where='--ratio'):
@@ -122,6 +126,7 @@ def derive_student(network_opt, ratio=None, params=None, depth_keep=0.5, where='
     else:
         ratio = parse_ratio(ratio)
     budget = ratio * teacher_params
+    fits = budget * (1 + TOLERANCE)
 
     widths = family.widths(teacher_kwargs)
     if not widths:
@@ -129,7 +134,7 @@ def derive_student(network_opt, ratio=None, params=None, depth_keep=0.5, where='
                             f'width')
     smallest = arch_params(family.student_type,
                            family.student_kwargs(teacher_kwargs, family.min_depth(teacher_kwargs), widths[0]))
-    if smallest > budget:
+    if smallest > fits:
         raise CompressError(f'the budget of {float(budget):,.0f} params (ratio {float(ratio):.6g} of '
                             f'{teacher_params:,}) is smaller than the smallest valid student '
                             f'({family.width_key} {widths[0]}, one unit per level: {smallest:,} params); '
@@ -141,7 +146,7 @@ def derive_student(network_opt, ratio=None, params=None, depth_keep=0.5, where='
         kwargs = family.student_kwargs(teacher_kwargs, depth, width)
         count = arch_params(family.student_type, kwargs)
         candidates.append((width, count))
-        if count > budget:
+        if count > fits:
             break
         chosen = (width, kwargs, count)
     notes, fallback = [], chosen is None
