@@ -12,15 +12,17 @@ import sys
 import srcomp_plugin  # noqa: F401  (registers the plugin before BasicSR builds anything)
 from basicsr.train import train_pipeline
 
-from srcomp_plugin.utils import option_checks, safe_yaml
+from srcomp_plugin.data.dataset_checks import DatasetCheckError
+from srcomp_plugin.utils import option_checks, safe_yaml, training_length
 
 
 def main():
     safe_yaml.install()  # BasicSR's parse_options would build any Python object a YAML tag names
     option_checks.install()  # a bad option file stops here, naming the option, before any folder is made
+    training_length.install()  # exactly train.total_iter iterations, whatever the dataset size
     try:
         train_pipeline(os.getcwd())
-    except safe_yaml.OptionFileError as err:
+    except (safe_yaml.OptionFileError, DatasetCheckError) as err:  # the user's input: one line, no traceback
         print(f'error: {err}', file=sys.stderr)
         sys.exit(2)
 

@@ -72,12 +72,17 @@ def check_paired_dataset(opt):
     return len(pairs)
 
 
+def check_dataset(dataset_opt):
+    """:func:`check_paired_dataset` for the folder datasets it applies to; others pass unchanged."""
+    backend = (dataset_opt.get('io_backend') or {}).get('type', 'disk')
+    if dataset_opt.get('type') in CHECKED_TYPES and backend == 'disk' and not dataset_opt.get('meta_info_file'):
+        check_paired_dataset(dataset_opt)
+
+
 def _checked(build_dataset):
 
     def build(dataset_opt):
-        backend = (dataset_opt.get('io_backend') or {}).get('type', 'disk')
-        if dataset_opt.get('type') in CHECKED_TYPES and backend == 'disk' and not dataset_opt.get('meta_info_file'):
-            check_paired_dataset(dataset_opt)
+        check_dataset(dataset_opt)
         return build_dataset(dataset_opt)
 
     build.__wrapped__ = build_dataset

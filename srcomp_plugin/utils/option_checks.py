@@ -4,13 +4,15 @@ BasicSR indexes the option dict directly: a missing ``datasets`` or ``network_g`
 ``KeyError`` traceback, ``scale: "2"`` fails deep inside a dataset, ``total_iter: 0`` trains
 nothing and still saves ``net_g_latest.pth``, and ``name`` is joined into paths unchecked,
 so ``name: /some/dir`` archives that directory and writes in its place. The entry points
-(``srcomp_plugin.train``/``.test``) check the file first and stop with one line naming the
+(``srcomp_plugin.train``/``.test``) check the file first, and a training set that gives no
+full batch once it is parsed (:mod:`.training_length`), and stop with one line naming the
 file and the option; nothing is created before that.
 """
 import argparse
 import os
 
 from .safe_yaml import OptionFileError, load_options
+from .training_length import check_trainable
 
 REQUIRED = ('name', 'model_type', 'scale', 'num_gpu', 'network_g', 'path', 'datasets')
 
@@ -69,6 +71,8 @@ def checked(parse_options):
             check_options(load_options(known.opt), known.opt, is_train)
         opt, args = parse_options(root_path, is_train)
         check_name(opt['name'], f'{known.opt} (after --force_yml/--debug)')
+        if is_train:
+            check_trainable(opt, known.opt)
         return opt, args
 
     return parse_checked_options
