@@ -14,6 +14,7 @@ from basicsr.train import train_pipeline
 
 from srcomp_plugin.data.dataset_checks import DatasetCheckError
 from srcomp_plugin.utils import option_checks, safe_yaml, training_length
+from srcomp_plugin.utils.experiment_lock import ExperimentBusyError
 
 
 def main():
@@ -22,7 +23,7 @@ def main():
     training_length.install()  # exactly train.total_iter iterations, whatever the dataset size
     try:
         train_pipeline(os.getcwd())
-    except (safe_yaml.OptionFileError, DatasetCheckError) as err:  # the user's input: one line, no traceback
+    except (safe_yaml.OptionFileError, DatasetCheckError, ExperimentBusyError) as err:  # one line, no traceback
         print(f'error: {err}', file=sys.stderr)
         sys.exit(2)
 

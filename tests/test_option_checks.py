@@ -75,3 +75,21 @@ def test_test_pipeline_checks_too(sr_dataset, tmp_path):
                                         and not p.name.startswith('recipe_')), ids=str)
 def test_shipped_option_files_pass(path):
     check_options(load_options(REPO / path), str(path), is_train=path.parent.name != 'test')
+
+
+def test_a_second_run_with_the_same_name_fails_at_once(sr_dataset, tmp_path):
+    from srcomp_plugin.utils import experiment_lock
+
+    path = write_opt(tmp_path / 'opt.yml', tiny_train_opt(sr_dataset, 'busy'))
+    lock = experiment_lock.acquire(str(tmp_path), 'busy')  # this test process is "the first run"
+    try:
+        proc = run_module('srcomp_plugin.train', ['-opt', path], cwd=tmp_path, check=False)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert 'experiments/busy is in use by a running training (pid ' in proc.stderr
+        assert not (tmp_path / 'experiments' / 'busy').exists()
+    finally:
+        experiment_lock.release(lock)
+    # the lock file stays behind, as after a killed run: the next run takes it over
+    assert (tmp_path / 'experiments' / '.busy.lock').is_file()
+    run_module('srcomp_plugin.train', ['-opt', path], cwd=tmp_path)
+    assert (tmp_path / 'experiments' / 'busy' / 'models' / 'net_g_latest.pth').is_file()

@@ -11,6 +11,7 @@ file and the option; nothing is created before that.
 import argparse
 import os
 
+from . import experiment_lock
 from .safe_yaml import OptionFileError, load_options
 from .training_length import check_trainable
 
@@ -73,6 +74,8 @@ def checked(parse_options):
         check_name(opt['name'], f'{known.opt} (after --force_yml/--debug)')
         if is_train:
             check_trainable(opt, known.opt)
+            if opt['rank'] == 0:  # one writer per experiment folder, taken before BasicSR makes or archives it
+                experiment_lock.acquire(root_path, opt['name'])
         return opt, args
 
     return parse_checked_options
