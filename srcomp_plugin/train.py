@@ -7,22 +7,35 @@ All BasicSR flags work: ``--launcher pytorch|slurm``, ``--auto_resume``, ``--deb
 ``--force_yml key:sub=value``.
 """
 import os
+import signal
 import sys
 
 import srcomp_plugin  # noqa: F401  (registers the plugin before BasicSR builds anything)
 from basicsr.train import train_pipeline
 
 from srcomp_plugin.data.dataset_checks import DatasetCheckError
+from srcomp_plugin.models import safe_sr_model
 from srcomp_plugin.utils import option_checks, safe_yaml, training_length
 from srcomp_plugin.utils.experiment_lock import ExperimentBusyError
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (a scheduler, kill) ends the run as Ctrl-C does
 
 
 def main():
     safe_yaml.install()  # BasicSR's parse_options would build any Python object a YAML tag names
     option_checks.install()  # a bad option file stops here, naming the option, before any folder is made
     training_length.install()  # exactly train.total_iter iterations, whatever the dataset size
+    safe_sr_model.install()  # model_type SRModel gets atomic checkpoints and exact resume too
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         train_pipeline(os.getcwd())
+    except KeyboardInterrupt:
+        args = [a for a in sys.argv[1:] if a != '--auto_resume']
+        print(f'\ninterrupted; the checkpoints and training states written so far are kept. Resume with:\n'
+              f'  python -m srcomp_plugin.train {" ".join(args)} --auto_resume', file=sys.stderr)
+        sys.exit(130)
     except (safe_yaml.OptionFileError, DatasetCheckError, ExperimentBusyError) as err:  # one line, no traceback
         print(f'error: {err}', file=sys.stderr)
         sys.exit(2)

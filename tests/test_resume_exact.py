@@ -114,6 +114,12 @@ def test_sparse_model_kill_and_resume_is_exact(sr_dataset, tmp_path, mode):
 
 
 @pytest.mark.slow
+def test_basicsr_sr_model_kill_and_resume_is_exact(sr_dataset, tmp_path):
+    # model_type SRModel (teachers, scratch baselines) through srcomp_plugin.train
+    _run_pair(tmp_path, lambda name: tiny_train_opt(sr_dataset, name, total_iter=TOTAL), 'during')
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize('cache', [False, True], ids=['live_teacher', 'teacher_cache'])
 def test_distill_model_kill_and_resume_is_exact(sr_dataset, tmp_path, random_teacher, cache):
     cache_dir = tmp_path / 'cache' if cache else None
