@@ -10,7 +10,8 @@ from .compat import install_torchvision_alias
 
 install_torchvision_alias()
 
-from .utils import cpu_support, exact_resume, registry_errors  # noqa: E402  (basicsr may only be imported after the alias)
+# basicsr may only be imported after the alias
+from .utils import cpu_support, exact_resume, registry_errors  # noqa: E402
 
 cpu_support.install()
 exact_resume.install()

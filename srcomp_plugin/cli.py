@@ -7,6 +7,8 @@ own modules; each exposes ``main(argv)`` and is imported only when called.
 import importlib
 import sys
 
+from .errors import SrcompError, message
+
 COMMANDS = {
     'train': ('srcomp_plugin.train', 'run BasicSR training with the plugin registered (-opt OPT.yml ...)'),
     'test': ('srcomp_plugin.test', 'run BasicSR testing with the plugin registered (-opt OPT.yml)'),
@@ -51,7 +53,14 @@ def main(argv=None):
         sys.argv = [f'srcomp {name}'] + rest
         module.main()
         return 0
-    return module.main(rest) or 0
+    try:
+        return module.main(rest) or 0
+    except SrcompError as err:  # the user's input: one line; anything else is a bug and keeps its traceback
+        print(f'srcomp {name}: error: {message(err)}', file=sys.stderr)
+        return 2
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError) as err:
+        print(f'srcomp {name}: error: {err.strerror or err}: {err.filename}', file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':

@@ -26,6 +26,7 @@ import torch
 import yaml
 
 from .archs.swinir_fast_attention import use_fused_attention
+from .errors import SrcompError
 from .measure.complexity import ProfileError, build_from_opt, window_of
 from .measure.profile_cli import parse_hw
 
@@ -34,7 +35,7 @@ DEFAULT_EXAMPLE_HW = (37, 45)  # traced at a size that is no multiple of the win
 DEFAULT_CHECK_HW = ((29, 51), (48, 64))
 
 
-class ExportError(ValueError):
+class ExportError(SrcompError, ValueError):
     """An export request that cannot be carried out; the message says why and what to change."""
 
 

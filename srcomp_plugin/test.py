@@ -8,7 +8,7 @@ import sys
 import srcomp_plugin  # noqa: F401  (registers the plugin before BasicSR builds anything)
 from basicsr.test import test_pipeline
 
-from srcomp_plugin.data.dataset_checks import DatasetCheckError
+from srcomp_plugin.errors import SrcompError, message
 from srcomp_plugin.utils import option_checks, safe_yaml
 
 
@@ -17,8 +17,8 @@ def main():
     option_checks.install()  # a bad option file stops here, naming the option, before any folder is made
     try:
         test_pipeline(os.getcwd())
-    except (safe_yaml.OptionFileError, DatasetCheckError) as err:  # the user's input: one line, no traceback
-        print(f'error: {err}', file=sys.stderr)
+    except SrcompError as err:  # the user's input (option file, dataset, checkpoint): one line, no traceback
+        print(f'error: {message(err)}', file=sys.stderr)
         sys.exit(2)
 
 

@@ -13,10 +13,9 @@ import sys
 import srcomp_plugin  # noqa: F401  (registers the plugin before BasicSR builds anything)
 from basicsr.train import train_pipeline
 
-from srcomp_plugin.data.dataset_checks import DatasetCheckError
+from srcomp_plugin.errors import SrcompError, message
 from srcomp_plugin.models import safe_sr_model
 from srcomp_plugin.utils import option_checks, safe_yaml, training_length
-from srcomp_plugin.utils.experiment_lock import ExperimentBusyError
 
 
 def _interrupt(signum, frame):
@@ -36,8 +35,8 @@ def main():
         print(f'\ninterrupted; the checkpoints and training states written so far are kept. Resume with:\n'
               f'  python -m srcomp_plugin.train {" ".join(args)} --auto_resume', file=sys.stderr)
         sys.exit(130)
-    except (safe_yaml.OptionFileError, DatasetCheckError, ExperimentBusyError) as err:  # one line, no traceback
-        print(f'error: {err}', file=sys.stderr)
+    except SrcompError as err:  # the user's input (option file, dataset, checkpoint): one line, no traceback
+        print(f'error: {message(err)}', file=sys.stderr)
         sys.exit(2)
 
 

@@ -1,7 +1,8 @@
 """The one error type of stage 2, so the CLI can print it without a traceback."""
+from ..errors import SrcompError
 
 
-class CompressError(ValueError):
+class CompressError(SrcompError, ValueError):
     """A compression request that cannot be carried out; the message says what to change."""
 
 

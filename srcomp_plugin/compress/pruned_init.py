@@ -104,7 +104,7 @@ def prune_edsr(sd, teacher_kwargs, student_kwargs):
     Returns ``(state_dict, selection)``; ``selection`` records the kept indices
     (``stream``, ``blocks``, ``inner`` per kept block, ``upsample`` per stage).
     """
-    big, small = teacher_kwargs['num_feat'], student_kwargs['num_feat']
+    small = student_kwargs['num_feat']
     n_blocks, keep_blocks = teacher_kwargs['num_block'], student_kwargs['num_block']
     res_factor = float(teacher_kwargs['res_scale']) / float(student_kwargs['res_scale'])
     stages = _upsample_stages(teacher_kwargs['upscale'])

@@ -122,7 +122,10 @@ def derive_student(network_opt, ratio=None, params=None, depth_keep=0.5, where='
     if params is not None:
         if not isinstance(params, int) or params < 1:
             raise CompressError(f'--params must be a positive integer, got {params!r}')
-        ratio = parse_ratio(Fraction(params, teacher_params), where=f'--params {params} (= ratio')
+        if params > teacher_params:
+            raise CompressError(f'--params {params:,} is more than the teacher\'s {teacher_params:,} parameters: '
+                                'the student must be smaller than the teacher')
+        ratio = Fraction(params, teacher_params)
     else:
         ratio = parse_ratio(ratio)
     budget = ratio * teacher_params

@@ -17,11 +17,13 @@ import os.path as osp
 
 from PIL import Image
 
+from ..errors import SrcompError
+
 CHECKED_TYPES = ('PairedImageDataset', 'DistillPairedImageDataset', 'ExtraInputsPairedImageDataset')
 IMAGE_EXT = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
 
 
-class DatasetCheckError(ValueError):
+class DatasetCheckError(SrcompError, ValueError):
     """A dataset folder that is missing, empty, unpaired or of the wrong sizes."""
 
 

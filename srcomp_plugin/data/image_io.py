@@ -7,8 +7,10 @@ say so) instead of letting OpenCV guess, so LR and HR are always made the same w
 import cv2
 import numpy as np
 
+from ..errors import SrcompError
 
-class UnreadableImageError(ValueError):
+
+class UnreadableImageError(SrcompError, ValueError):
     """Raised with the file name when OpenCV cannot decode an image."""
 
 

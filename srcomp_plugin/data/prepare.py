@@ -32,10 +32,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..errors import SrcompError
+
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 
 
-class PrepareError(ValueError):
+class PrepareError(SrcompError, ValueError):
     """A problem with the input folder or the output location, named in the message."""
 
 
@@ -167,7 +169,8 @@ def prepare_dataset(hr_dir, out_dir, scales=(2, 3, 4), mod=None, sub_images=Fals
     for folder in hr_folders:
         _write_meta(out / folder, out / f'meta_info_{folder}.txt')
     if lmdb:
-        lr_folders = [f'LR_bicubic/X{s}' + suffix for s in scales for suffix in ([''] + (['_sub'] if sub_images else []))]
+        suffixes = [''] + (['_sub'] if sub_images else [])
+        lr_folders = [f'LR_bicubic/X{s}' + suffix for s in scales for suffix in suffixes]
         for folder in hr_folders + lr_folders:
             _make_lmdb(out / folder, out / f'{folder}.lmdb')
     return summary

@@ -41,13 +41,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import SrcompError
+
 META_FILE = 'teacher_cache.json'
 VALUE_RANGE = (-0.5, 1.5)
 LMDB_DIR = 'teacher.lmdb'
 FORMATS = ('png', 'lmdb')
 
 
-class TeacherCacheError(RuntimeError):
+class TeacherCacheError(SrcompError, RuntimeError):
     """A teacher cache that is missing, incomplete, or made from another teacher or dataset."""
 
 

@@ -43,10 +43,12 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..errors import SrcompError
+
 OUT_HW_720P = (720, 1280)
 
 
-class ProfileError(ValueError):
+class ProfileError(SrcompError, ValueError):
     """A network or profiling request that cannot be measured; the message says why."""
 
 

@@ -111,10 +111,18 @@ def format_table(result):
     return '\n'.join(lines)
 
 
+def _check_scale(scale, where):
+    """BasicSR's upsamplers take 2^n and 3: say so before one is built."""
+    if scale is not None and (not isinstance(scale, int) or scale < 2 or (scale != 3 and scale & (scale - 1))):
+        raise ProfileError(f'{where}: scale {scale} is not supported; BasicSR\'s upsamplers take 2, 3, 4, 8 '
+                           '(powers of 2, and 3)')
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         network_opt, scale, where = _network_from_args(args)
+        _check_scale(scale if scale is not None else network_opt.get('upscale'), where)
         result = profile_network(
             network_opt,
             scale=scale,

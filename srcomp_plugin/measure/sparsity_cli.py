@@ -14,6 +14,7 @@ import sys
 import torch
 import yaml
 
+from ..utils.checkpoint_io import load_checkpoint
 from .sparsity import (EDSR_MEASURE, SWINIR_MEASURE, default_measure_patterns, density_report, format_report,
                        infer_family)
 
@@ -39,7 +40,7 @@ def _parser():
 def load_state_dict(path, key=None):
     """``(state_dict, key)`` stored in ``path``: ``checkpoint[key]`` (default ``params``) or the file itself
     (key ``None``)."""
-    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    checkpoint = load_checkpoint(path)
     if not isinstance(checkpoint, dict):
         raise ValueError(f'{path}: not a state dict (got {type(checkpoint).__name__}).')
     if key is not None:

@@ -30,10 +30,11 @@ import torch.distributed as dist
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 
+from ..errors import SrcompError
 from ..utils.exact_resume import get_rng_state, latest_train_sampler, set_rng_state
 
 
-class NonFiniteError(FloatingPointError):
+class NonFiniteError(SrcompError, FloatingPointError):
     """Training produced a NaN/inf loss or weights; the message says where to resume from."""
 
 
@@ -50,7 +51,7 @@ def atomic_torch_save(obj, path):
                       'the previous checkpoints are untouched') from err
 
 
-class CheckpointLoadError(RuntimeError):
+class CheckpointLoadError(SrcompError, RuntimeError):
     """A pretrained checkpoint that cannot be loaded; the message says which option to fix."""
 
 

@@ -333,4 +333,3 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
-

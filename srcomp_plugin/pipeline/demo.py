@@ -24,9 +24,15 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import SrcompError
 from .demo_data import build_demo_dataset
 from .runner import Pipeline, StageFailed
 from .stage_options import deep_merge, load_yaml, save_yaml
+
+
+class DemoError(SrcompError, ValueError):
+    """A demo argument that cannot be used; the message names it."""
+
 
 BUDGETS = {
     # iterations per training run; 'default' fits ~6 min on 2 cores with the shipped teacher, 'quick'
@@ -150,8 +156,8 @@ def infer_edsr_network(checkpoint):
     state = torch.load(checkpoint, map_location='cpu', weights_only=True)
     state = state.get('params_ema', state.get('params', state))
     if 'conv_first.weight' not in state or not any(k.startswith('body.') for k in state):
-        raise ValueError(f'--teacher {checkpoint}: not a BasicSR EDSR checkpoint (no conv_first/body keys); '
-                         'give --teacher-opt with its network_g')
+        raise DemoError(f'--teacher {checkpoint}: not a BasicSR EDSR checkpoint (no conv_first/body keys); '
+                        'give --teacher-opt with its network_g')
     num_feat = state['conv_first.weight'].shape[0]
     num_block = len({k.split('.')[1] for k in state if k.startswith('body.')})
     ups = sorted(k for k in state if k.startswith('upsample.') and k.endswith('weight'))
@@ -233,6 +239,8 @@ def run_demo(args):
     budget = BUDGETS['quick' if args.quick else 'default']
     scale = args.scale
     workdir = Path(args.workdir).resolve()
+    if workdir.exists() and not workdir.is_dir():
+        raise DemoError(f'--workdir {args.workdir} is a file; give a folder (it is created if missing)')
     tag = f'demo_{args.arch}_x{scale}' + ('_quick' if args.quick else '')
     print(f'[srcomp demo] working in {workdir} ({tag})', flush=True)
     data = build_demo_dataset(workdir / 'datasets' / f'x{scale}', scale)
@@ -335,6 +343,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         run_demo(args)
+    except SrcompError as err:
+        print(f'srcomp demo: error: {err}', file=sys.stderr)
+        return 2
     except (StageFailed, ValueError) as err:
         print(f'srcomp demo: error: {err}', file=sys.stderr)
         return 1

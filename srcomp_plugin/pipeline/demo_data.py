@@ -13,8 +13,9 @@ import numpy as np
 TRAIN_IMAGES = ('astronaut', 'coffee', 'rocket', 'hubble_deep_field', 'retina', 'brick', 'grass', 'gravel', 'coins',
                 'moon', 'page', 'text', 'clock', 'cell')
 VAL_IMAGES = ('chelsea', 'immunohistochemistry', 'camera')
-MAX_SIDE = 512  # larger photos (retina 1411 px, hubble 1000 px) are downscaled: decoding them
-                # for every random patch would dominate a CPU training step
+# larger photos (retina 1411 px, hubble 1000 px) are downscaled: decoding them for every
+# random patch would dominate a CPU training step
+MAX_SIDE = 512
 
 
 def write_photos(folder, names):

@@ -29,6 +29,8 @@ import re
 import sys
 from pathlib import Path
 
+from ..errors import SrcompError
+
 STANDARD_SETS = ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109')
 DEFAULT_SETS = ('Set5', 'Set14')
 OUT_HW = (720, 1280)
@@ -39,7 +41,7 @@ _METRIC = re.compile(r'#\s*(\S+):\s*(-?(?:[\d.]+(?:e[-+]?\d+)?|nan|inf))', re.IG
 _LOG_TIME = re.compile(r'_(\d{8}_\d{6})\.log$')
 
 
-class ReportError(ValueError):
+class ReportError(SrcompError, ValueError):
     """A results folder or log that cannot be reported; the message names it and says why."""
 
 

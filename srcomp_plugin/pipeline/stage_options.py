@@ -20,6 +20,7 @@ import copy
 import yaml
 
 from ..compress.recipes import DEFAULT_RECIPE, RECIPES, load_recipe
+from ..errors import SrcompError
 from ..utils.safe_yaml import OptionFileError, load_options
 
 REQUIRED_KEYS = ('name', 'scale', 'teacher', 'datasets')
@@ -38,7 +39,7 @@ PRUNE_DEFAULTS = {
 FAMILIES = {'EDSR': 'EDSR', 'EDSRmini': 'EDSR', 'SwinIR': 'SwinIR', 'SwinIRmini': 'SwinIR'}
 
 
-class PipelineOptionError(ValueError):
+class PipelineOptionError(SrcompError, ValueError):
     """A missing or wrong key in the pipeline option file, named in the message."""
 
 

@@ -11,10 +11,12 @@ import fcntl
 import os
 import time
 
+from ..errors import SrcompError
+
 _held = {}  # lock path -> open file: the lock lives as long as this process
 
 
-class ExperimentBusyError(RuntimeError):
+class ExperimentBusyError(SrcompError, RuntimeError):
     """Another live process is training under the same experiment name."""
 
 

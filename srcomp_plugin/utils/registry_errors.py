@@ -10,6 +10,8 @@ import difflib
 
 from basicsr.utils import registry as bsr_registry
 
+from ..errors import SrcompError
+
 # Which option key holds the name, per registry (for the message).
 OPTION_KEYS = {
     'arch': 'network_g.type / network_t.type',
@@ -20,7 +22,7 @@ OPTION_KEYS = {
 }
 
 
-class UnknownTypeError(KeyError):
+class UnknownTypeError(SrcompError, KeyError):
     """An option names a class that no registry holds."""
 
     def __str__(self):  # KeyError would print the message with quotes

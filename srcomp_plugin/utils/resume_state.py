@@ -18,12 +18,14 @@ import warnings
 import numpy as np
 import torch
 
+from ..errors import SrcompError
+
 # What np.random.get_state() pickles to; numpy 2 moved _reconstruct to numpy._core.
 _NUMPY_GLOBALS = [np._core.multiarray._reconstruct if hasattr(np, '_core') else np.core.multiarray._reconstruct,
                   np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
-class ResumeStateError(RuntimeError):
+class ResumeStateError(SrcompError, RuntimeError):
     """A training state that cannot be read safely; the message names the file."""
 
 

@@ -12,8 +12,10 @@ from collections import OrderedDict
 
 import yaml
 
+from ..errors import SrcompError
 
-class OptionFileError(ValueError):
+
+class OptionFileError(SrcompError, ValueError):
     """An option file that is not plain YAML; the message names the file."""
 
 

@@ -1,0 +1,16 @@
+"""The base class of every error that a user's input causes.
+
+An option file, checkpoint, dataset or command-line value that is wrong raises a subclass
+of :class:`SrcompError` whose message names the input at fault and the fix. The entry points
+(``srcomp ...``, ``python -m srcomp_plugin.train``/``.test``) print it as one line on stderr
+and exit with code 2; any other exception is a bug and keeps its traceback.
+"""
+
+
+class SrcompError(Exception):
+    """A problem with the user's input, explained in the message."""
+
+
+def message(err):
+    """The text of ``err`` (a ``KeyError`` subclass would otherwise print its message quoted)."""
+    return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
