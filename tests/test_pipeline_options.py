@@ -40,3 +40,22 @@ def test_other_cases_keep_the_papers_stage_one(pipe):
 def test_unknown_recipe_is_refused():
     with pytest.raises(so.PipelineOptionError, match=r"recipe 'fast' is not one of \['srcomp', 'paper'\]"):
         so.check_pipeline_options(_pipe(recipe='fast'))
+
+
+@pytest.mark.parametrize('extra, words', [
+    ({'distil': {'train': {'total_iter': 10}}}, "unknown key 'distil'. Did you mean 'distill'?"),
+    ({'compress': {'ration': 0.04}}, "compress: unknown key 'ration'. Did you mean 'ratio'?"),
+    ({'launcher': {'nproc': 2}}, "launcher: unknown key 'nproc'. Did you mean 'nproc_per_node'?"),
+    ({'test': ['Set5']}, 'test must be a mapping'),
+])
+def test_unknown_or_misspelled_keys_are_refused(extra, words):
+    with pytest.raises(so.PipelineOptionError, match='unknown key|must be a mapping') as err:
+        so.check_pipeline_options(_pipe(**extra))
+    assert words in str(err.value)
+
+
+def test_shipped_pipeline_files_pass():
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parents[1] / 'options' / 'pipeline').glob('*.yml')):
+        so.check_pipeline_options(so.load_yaml(path), str(path))

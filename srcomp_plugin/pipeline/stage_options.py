@@ -16,6 +16,7 @@ per-stage overrides; this module turns it into ordinary BasicSR option files:
 Every value can be overridden, since the overrides are merged last.
 """
 import copy
+import difflib
 
 import yaml
 
@@ -24,6 +25,13 @@ from ..errors import SrcompError
 from ..utils.safe_yaml import OptionFileError, load_options
 
 REQUIRED_KEYS = ('name', 'scale', 'teacher', 'datasets')
+# every key a pipeline file may hold; prune:/distill: are BasicSR option overrides, merged as they are
+KNOWN_KEYS = REQUIRED_KEYS + ('recipe', 'num_gpu', 'manual_seed', 'dist_params', 'launcher', 'prune', 'compress',
+                              'distill', 'test')
+KNOWN_SUBKEYS = {'teacher': ('network', 'checkpoint', 'param_key'),
+                 'compress': ('ratio', 'params', 'depth_keep', 'init'),
+                 'test': ('datasets', 'save_img'),
+                 'launcher': ('nproc_per_node', )}
 PRUNE_DEFAULTS = {
     # method.md, Stage 1 (release settings). epoch_size counts optimizer steps: the release's
     # EDSR epochSize 2560 was in samples (2560 / batch 16 = 160 steps); SwinIR: one data epoch.
@@ -75,8 +83,23 @@ def _to_plain(value):
     return value
 
 
+def _check_known(section, allowed, where):
+    """An unknown (e.g. misspelled) key is an error with the closest known one."""
+    if not isinstance(section, dict):
+        raise PipelineOptionError(f'{where} must be a mapping, got {section!r}')
+    for key in section:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), list(allowed), n=1, cutoff=0.5)
+            hint = f' Did you mean {close[0]!r}?' if close else ''
+            raise PipelineOptionError(f'{where}: unknown key {key!r}.{hint} Known keys: {", ".join(allowed)}')
+
+
 def check_pipeline_options(pipe, source='pipeline options'):
     """Raise :class:`PipelineOptionError` naming the first problem of a pipeline dict."""
+    _check_known(pipe, KNOWN_KEYS, source)
+    for section, keys in KNOWN_SUBKEYS.items():
+        if pipe.get(section) is not None:
+            _check_known(pipe[section], keys, f'{source}: {section}')
     missing = [k for k in REQUIRED_KEYS if k not in pipe]
     if missing:
         raise PipelineOptionError(f'{source}: missing key(s) {missing}; required: {list(REQUIRED_KEYS)}')
