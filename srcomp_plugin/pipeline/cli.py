@@ -13,6 +13,9 @@ def build_parser():
         'skipped and an interrupted stage is resumed.')
     parser.add_argument('-opt', required=True, help='pipeline option file (see options/pipeline/)')
     parser.add_argument('--stages', default=','.join(STAGES), help=f'comma-separated subset of {",".join(STAGES)}')
+    parser.add_argument('--force', action='store_true',
+                        help='run every stage again, even if finished with the same options (previous runs are '
+                        'archived, never deleted)')
     return parser
 
 
@@ -20,7 +23,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         pipe = load_yaml(args.opt)
-        Pipeline(pipe).run([s.strip() for s in args.stages.split(',') if s.strip()])
+        Pipeline(pipe, force=args.force).run([s.strip() for s in args.stages.split(',') if s.strip()])
     except FileNotFoundError as err:
         print(f'srcomp pipeline: error: {err}', file=sys.stderr)
         return 2

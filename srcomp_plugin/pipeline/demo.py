@@ -89,8 +89,8 @@ def _train_opt(name, network, datasets, budget, iters, scale, lr=5e-4):
     return {'name': name, 'model_type': 'SRModel', 'scale': scale, 'num_gpu': 0, 'manual_seed': 0,
             'datasets': datasets, 'network_g': network,
             'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
-            'train': dict(_schedule(budget, iters, lr), pixel_opt={'type': 'L1Loss', 'loss_weight': 1.0,
-                                                            'reduction': 'mean'}),
+            'train': dict(_schedule(budget, iters, lr),
+                          pixel_opt={'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}),
             'val': {'val_freq': iters, 'save_img': False, 'metrics': _metrics(scale)},
             'logger': _logger(budget, iters)}
 

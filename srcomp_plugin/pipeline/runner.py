@@ -10,7 +10,15 @@ type, so every stage can be rerun by hand from the option files written to
   an interrupted run and is resumed with ``--auto_resume``;
 * compress is done when ``options/distill.yml`` exists;
 * test is done when ``results/<name>_test`` holds a test log with metric lines.
+
+Each stage's inputs (its options and the fingerprint of the stage before it) are hashed
+into ``experiments/<name>/stages.json`` when it starts and when it ends. A finished stage
+whose fingerprint no longer matches (the pipeline file was edited) is run again from the
+start, and so is every stage after it; BasicSR archives the previous folder
+(``<folder>_archived_<time>``), so nothing is lost. ``--force`` reruns every stage.
 """
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -28,9 +36,11 @@ class StageFailed(RuntimeError):
 class Pipeline:
     """The four stages of one pipeline option dict, rooted at ``root`` (the cwd by default)."""
 
-    def __init__(self, pipe, root='.', log=print):
+    def __init__(self, pipe, root='.', log=print, force=False):
         so.check_pipeline_options(pipe)
         self.pipe = pipe
+        self.force = force
+        self._fresh = False
         self.name = pipe['name']
         self.root = Path(root).resolve()
         self.home = self.root / 'experiments' / self.name
@@ -58,6 +68,39 @@ class Pipeline:
         logs = sorted(self.results_dir().glob('test_*.log'))
         return bool(logs) and '# psnr:' in logs[-1].read_text(errors='replace')
 
+    # ------------------------------------------------------------------ fingerprints
+    def _inputs(self, stage):
+        """What a stage's result depends on besides the stages before it."""
+        pipe = self.pipe
+        common = {k: pipe.get(k) for k in ('scale', 'num_gpu', 'manual_seed', 'dist_params')}
+        if stage == 'prune':
+            return so.prune_options(pipe)
+        if stage == 'compress':
+            total_iter = ((pipe.get('distill') or {}).get('train') or {}).get('total_iter')
+            return {'compress': pipe.get('compress'), 'recipe': so.recipe_of(pipe), 'total_iter': total_iter}
+        if stage == 'distill':
+            return dict(common, distill=pipe.get('distill'))
+        return dict(common, test=pipe.get('test'), datasets=pipe['datasets'])
+
+    def fingerprints(self):
+        """``{stage: fingerprint}``, each chained to the stage before it."""
+        prints, previous = {}, ''
+        for stage in STAGES:
+            text = json.dumps(self._inputs(stage), sort_keys=True, default=str)
+            previous = prints[stage] = hashlib.sha256(f'{previous}|{stage}|{text}'.encode()).hexdigest()[:16]
+        return prints
+
+    def _records(self):
+        path = self.home / 'stages.json'
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def _record(self, stage, event, fingerprint):
+        records = self._records()
+        records.setdefault(stage, {})[event] = fingerprint
+        tmp = self.home / 'stages.json.tmp'
+        tmp.write_text(json.dumps(records, indent=1) + '\n')
+        os.replace(tmp, self.home / 'stages.json')
+
     # ------------------------------------------------------------------ running
     def run(self, stages=STAGES):
         unknown = [s for s in stages if s not in STAGES]
@@ -65,14 +108,24 @@ class Pipeline:
             raise so.PipelineOptionError(f'--stages: unknown stage(s) {unknown}; choose from {list(STAGES)}')
         self.options_dir.mkdir(parents=True, exist_ok=True)
         so.save_yaml(self.home / 'pipeline.yml', self.pipe)
+        records, prints = self._records(), self.fingerprints()
         for stage in STAGES:
             if stage not in stages:
                 continue
-            if self.is_done(stage):
+            record, fingerprint = records.get(stage, {}), prints[stage]
+            # a stage finished before fingerprints were recorded is trusted as it is
+            changed = self.force or record.get('done', fingerprint) != fingerprint
+            if self.is_done(stage) and not changed:
                 self.log(f'[srcomp pipeline] {stage}: already done, skipped')
                 continue
+            if self.is_done(stage):
+                why = '--force' if self.force else 'its options changed since it ran'
+                self.log(f'[srcomp pipeline] {stage}: {why}: running it again (BasicSR archives the previous run)')
+            self._fresh = self.force or self.is_done(stage) or record.get('started', fingerprint) != fingerprint
             self.log(f'[srcomp pipeline] {stage}: starting')
+            self._record(stage, 'started', fingerprint)
             getattr(self, f'_run_{stage}')()
+            self._record(stage, 'done', fingerprint)
             self.log(f'[srcomp pipeline] {stage}: done')
         return self
 
@@ -80,7 +133,7 @@ class Pipeline:
         path = self.option_file(stage)
         so.save_yaml(path, opt)
         args = ['-opt', str(path)]
-        if self.experiment(stage).is_dir():
+        if self.experiment(stage).is_dir() and not self._fresh:
             self.log(f'[srcomp pipeline] {stage}: unfinished experiment found, resuming (--auto_resume)')
             args.append('--auto_resume')
         nproc = int((self.pipe.get('launcher') or {}).get('nproc_per_node', 1))
