@@ -10,6 +10,8 @@ file and the option; nothing is created before that.
 """
 import argparse
 import os
+import re
+import sys
 
 from . import experiment_lock
 from .safe_yaml import OptionFileError, load_options
@@ -63,6 +65,9 @@ def checked(parse_options):
     """Wrap BasicSR's ``parse_options``: check the ``-opt`` file first, and the final name after it."""
 
     def parse_checked_options(root_path, is_train=True):
+        # torch.distributed.launch (BasicSR's dist_train.sh) passes --local-rank=N since torch 2.0;
+        # BasicSR's parser knows only --local_rank
+        sys.argv = [re.sub(r'^--local-rank(?==|$)', '--local_rank', a) for a in sys.argv]
         parser = argparse.ArgumentParser(add_help=False)
         parser.add_argument('-opt')
         known, _ = parser.parse_known_args()
