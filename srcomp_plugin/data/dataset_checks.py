@@ -8,6 +8,9 @@ at test time. We check the folders, the pairing and every pair's size (image hea
 so this is fast) when the dataset is built, and raise ``DatasetCheckError`` naming the
 dataset, the option key and the files.
 
+A file whose header is fine but whose data is cut short is caught when the loader reads it:
+``PairedImageDataset.__getitem__`` then names it (BasicSR would fail on ``None.astype``).
+
 Installed around ``build_dataset`` in ``basicsr.train`` and ``basicsr.test``; applies to
 folder (disk) datasets of type ``PairedImageDataset``/``DistillPairedImageDataset`` without
 ``meta_info_file``. LMDB and meta-info datasets are passed through unchanged.
@@ -15,9 +18,11 @@ folder (disk) datasets of type ``PairedImageDataset``/``DistillPairedImageDatase
 import os
 import os.path as osp
 
+import cv2
 from PIL import Image
 
 from ..errors import SrcompError
+from .image_io import UnreadableImageError
 
 CHECKED_TYPES = ('PairedImageDataset', 'DistillPairedImageDataset', 'ExtraInputsPairedImageDataset')
 IMAGE_EXT = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
@@ -29,6 +34,16 @@ class DatasetCheckError(SrcompError, ValueError):
 
 def _images(folder):
     return sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXT) and not f.startswith('.'))
+
+
+def _size(path, where, key):
+    """Width and height from the image header; a file that has none is named."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, ValueError) as err:  # PIL.UnidentifiedImageError is an OSError
+        raise DatasetCheckError(f'{where}.{key}: {path} is not a readable image (empty, truncated or another '
+                                f'format): {err}') from None
 
 
 def check_paired_dataset(opt):
@@ -52,6 +67,10 @@ def check_paired_dataset(opt):
         stem = tmpl.format(osp.splitext(gt)[0])
         lq = stem + osp.splitext(gt)[1] if stem + osp.splitext(gt)[1] in lq_set else lq_by_stem.get(stem)
         (pairs.append((gt, lq)) if lq else unpaired.append(f'{gt} -> {stem}.*'))
+        if lq and osp.splitext(lq)[1] != osp.splitext(gt)[1]:
+            raise DatasetCheckError(
+                f'{where}: HR {gt} and LR {lq} pair by name but not by extension; BasicSR\'s PairedImageDataset '
+                'looks for the LR with the HR\'s extension. Save both in one format (srcomp prepare writes PNG).')
     if unpaired or len(gts) != len(lqs):
         extra = sorted(lq_set - {lq for _, lq in pairs})
         raise DatasetCheckError(
@@ -61,8 +80,8 @@ def check_paired_dataset(opt):
     scale = int(opt.get('scale', 1))
     exact = opt.get('phase') == 'train'
     for gt, lq in pairs:
-        with Image.open(osp.join(roots['dataroot_gt'], gt)) as g, Image.open(osp.join(roots['dataroot_lq'], lq)) as q:
-            (gw, gh), (qw, qh) = g.size, q.size
+        (gw, gh), (qw, qh) = (_size(osp.join(roots['dataroot_gt'], gt), where, 'dataroot_gt'),
+                              _size(osp.join(roots['dataroot_lq'], lq), where, 'dataroot_lq'))
         fits = (gw, gh) == (qw * scale, qh * scale) if exact else (
             0 <= gw - qw * scale < scale and 0 <= gh - qh * scale < scale)
         if not fits:
@@ -91,10 +110,44 @@ def _checked(build_dataset):
     return build
 
 
+def _unreadable(paths):
+    """The first of ``paths`` that OpenCV cannot decode in full, or None."""
+    for path in paths:
+        if cv2.imread(path, cv2.IMREAD_UNCHANGED) is None:
+            return path
+    return None
+
+
+def _naming_read_errors(getitem):
+    """``PairedImageDataset.__getitem__`` that names the file it could not decode.
+
+    The header check above cannot see a file cut short after its header: OpenCV then returns
+    None and BasicSR fails on ``None.astype`` with no file name.
+    """
+
+    def __getitem__(self, index):
+        try:
+            return getitem(self, index)
+        except (AttributeError, TypeError, cv2.error) as err:
+            entry = self.paths[index % len(self.paths)] if isinstance(getattr(self, 'paths', None), list) else {}
+            paths = [entry[k] for k in ('gt_path', 'lq_path') if isinstance(entry, dict) and k in entry]
+            bad = _unreadable(paths)
+            if bad is None:
+                raise
+            raise UnreadableImageError(f'datasets ({self.opt.get("name", "unnamed")}): cannot decode {bad} '
+                                       '(truncated or corrupt image); replace or remove it') from err
+
+    __getitem__.__wrapped__ = getitem
+    return __getitem__
+
+
 def install():
     import basicsr.test as bsr_test
     import basicsr.train as bsr_train
+    from basicsr.data.paired_image_dataset import PairedImageDataset
 
     for module in (bsr_train, bsr_test):
         if not hasattr(module.build_dataset, '__wrapped__'):
             module.build_dataset = _checked(module.build_dataset)
+    if not hasattr(PairedImageDataset.__getitem__, '__wrapped__'):
+        PairedImageDataset.__getitem__ = _naming_read_errors(PairedImageDataset.__getitem__)
