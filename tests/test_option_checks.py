@@ -93,3 +93,19 @@ def test_a_second_run_with_the_same_name_fails_at_once(sr_dataset, tmp_path):
     assert (tmp_path / 'experiments' / '.busy.lock').is_file()
     run_module('srcomp_plugin.train', ['-opt', path], cwd=tmp_path)
     assert (tmp_path / 'experiments' / 'busy' / 'models' / 'net_g_latest.pth').is_file()
+
+
+def test_a_checkpoint_of_another_shape_is_explained_for_sr_model(sr_dataset, tmp_path):
+    import torch
+
+    from srcomp_plugin.compress.shape_rule import build_arch
+
+    other = build_arch('EDSR', {'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 16, 'num_block': 2, 'upscale': 2})
+    torch.save({'params': other.state_dict()}, tmp_path / 'other.pth')
+    opt = tiny_train_opt(sr_dataset, 'shape')  # EDSR f8b1, model_type SRModel
+    opt['path']['pretrain_network_g'] = str(tmp_path / 'other.pth')
+    opt['datasets'] = {'test_1': opt['datasets']['val']}
+    proc = run_module('srcomp_plugin.test', ['-opt', write_opt(tmp_path / 'test.yml', opt)], cwd=tmp_path,
+                      check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert 'other.pth does not fit the EDSR built from network_g' in proc.stderr and 'Traceback' not in proc.stderr
