@@ -12,7 +12,7 @@ setup(
     package_data={'srcomp_plugin': ['weights/*.pth']},
     python_requires='>=3.9',
     install_requires=[
-        'torch',
+        'torch>=2.6',  # torch.load(weights_only=True) with torch.serialization.safe_globals
         'torchvision',
         'basicsr>=1.4.2',
         'lmdb',
@@ -20,7 +20,10 @@ setup(
         'numpy',
         'pyyaml',
         'tb-nightly',
-        'matplotlib',
+        'matplotlib',  # srcomp report's plots
+        'Pillow',  # image headers in the dataset checks
+        'scikit-image',  # the demo's photographs
+        'tqdm',  # progress bars
     ],
     extras_require={
         'test': ['pytest'],
