@@ -55,7 +55,8 @@ def check_options(opt, where, is_train):
     if is_train:
         if 'train' not in opt['datasets']:
             raise OptionFileError(f'{where}: datasets.train is missing: training needs a training set')
-        total = (opt.get('train') or {}).get('total_iter') if isinstance(opt.get('train'), dict) else None
+        train = opt.get('train')
+        total = train.get('total_iter') if isinstance(train, dict) else None
         if not _is_int(total) or total < 1:
             raise OptionFileError(f'{where}: train.total_iter must be a positive integer, got {total!r}: a run '
                                   'that trains no iteration would still save net_g_latest.pth')
