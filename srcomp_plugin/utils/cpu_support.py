@@ -8,6 +8,11 @@ behaviour (nccl, one device per rank):
   nccl. Without CUDA we initialise the gloo backend instead (torchrun and slurm).
 * ``BaseModel.model_to_device`` wraps networks in ``DistributedDataParallel`` with
   ``device_ids=[torch.cuda.current_device()]``. On CPU, DDP must get no device ids.
+* BasicSR never calls ``destroy_process_group``. A gloo process that exits with its group
+  alive can abort in interpreter finalization (SIGABRT, "terminate called without an active
+  exception") after a run that finished, so torchrun reports it failed. ``init_dist``
+  registers an ``atexit`` hook that destroys the group while Python is still alive, on
+  both paths (on GPUs it also silences torch's "process group has NOT been destroyed").
 * ``basicsr.train.load_resume_state`` maps the resume state with
   ``torch.cuda.current_device()``. On CPU we load it onto the CPU. On both we load it with
   ``weights_only=True`` and only the numpy types exact resume stores allowed (BasicSR's call
@@ -15,6 +20,7 @@ behaviour (nccl, one device per rank):
 
 The patches are installed by ``import srcomp_plugin``; nothing in site-packages changes.
 """
+import atexit
 import os
 import subprocess
 
@@ -43,6 +49,12 @@ def _init_dist_cpu(launcher, **kwargs):
         dist.init_process_group(backend='gloo')
     else:
         raise ValueError(f'Invalid launcher type: {launcher!r}; use "pytorch" (torchrun) or "slurm".')
+
+
+def _destroy_process_group():
+    """Destroy the default process group if the run left it alive (registered with ``atexit``)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def load_resume_state(opt):
@@ -89,6 +101,7 @@ def install():
     cuda_init_dist = bsr_options.init_dist
 
     def init_dist(launcher, backend='nccl', **kwargs):
+        atexit.register(_destroy_process_group)
         if torch.cuda.is_available():
             return cuda_init_dist(launcher, backend, **kwargs)
         return _init_dist_cpu(launcher, **kwargs)
