@@ -4,6 +4,7 @@ from setuptools import find_packages, setup
 setup(
     name='srcomp_plugin',
     version='0.1.0',
+    license='MIT',
     description='Compress deep super-resolution models (EDSRmini, SwinIRmini) as a BasicSR plugin',
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',

@@ -330,7 +330,7 @@ def part_compress(ck):
     out = ck.work / 'options' / 'gc_distill.yml'
     ck.run('compress', ['-m', 'srcomp_plugin.cli', 'compress', '-opt', _need(ck, 'prune_opt', 'stage1_resume'),
                         '--checkpoint', ck.outputs['sparse_ckpt'], '--ratio', ck.size['ratio'], '--out', out,
-                        '--total-iter', ck.size['distill_iters']])
+                        '--total-iter', ck.size['distill_iters'], '--force'])
     opt = load_yaml(out)
     ck.outputs['distill_opt'] = opt
     student = opt['network_g']

@@ -11,6 +11,14 @@ class SrcompError(Exception):
     """A problem with the user's input, explained in the message."""
 
 
+class OptionError(SrcompError, ValueError):
+    """An option of an option file (a key, a value or two keys together) is wrong."""
+
+
+class InputFileError(SrcompError, FileNotFoundError):
+    """A file or folder that an option names does not exist."""
+
+
 def message(err):
     """The text of ``err`` (a ``KeyError`` subclass would otherwise print its message quoted)."""
     return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)

@@ -18,6 +18,7 @@ Python users call :func:`export_network` and :func:`check_export` directly.
 import argparse
 import json
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -129,7 +130,7 @@ def export_network(net, path, fmt, example_hw=DEFAULT_EXAMPLE_HW, opset=17):
     if fmt not in FORMATS:
         raise ExportError(f'--format must be one of {", ".join(FORMATS)}, got {fmt!r}')
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _check_writable(path)
     net = use_fused_attention(net).eval()
     example = _example_input(net, _window_safe(example_hw, net))
     if fmt == 'torchscript':
@@ -152,6 +153,16 @@ def export_network(net, path, fmt, example_hw=DEFAULT_EXAMPLE_HW, opset=17):
             torch.onnx.export(net, (example, ), str(path), dynamo=False, opset_version=opset, input_names=['lq'],
                               output_names=['sr'], dynamic_axes={'lq': axes, 'sr': axes})
     return path
+
+
+def _check_writable(path):
+    """Make the output folder and fail before tracing, naming it, if no file can be written there."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f'.{path.name}.'):
+            pass
+    except OSError as err:
+        raise ExportError(f'--output {path}: cannot write to {path.parent} ({err.strerror or err})') from err
 
 
 def _window_safe(hw, net):

@@ -1,4 +1,4 @@
-"""Issue 7: every bad input gets a clear error naming the option or file, and loses no data.
+"""Every bad input gets a clear error naming the option or file, and loses no data.
 
 Cases covered elsewhere (named here so the list is complete): missing/corrupt teacher and
 scale mismatch (test_distill_sr_model.py), OBProxSG settings (test_obproxsg.py), `measure`
@@ -40,6 +40,20 @@ def test_unknown_types_list_the_registered_ones(sr_dataset, tmp_path, section, k
     target[key] = value
     out = _fails(tmp_path, opt)
     assert expected in out and 'Registered' in out
+
+
+@pytest.mark.parametrize('option, value, words', [
+    ('lr', -0.005, 'error: OBProxSG: lr must be >= 0, got -0.005.'),
+    ('measure', ['trunk.*.weight'], "error: train.sparsity.measure ['trunk.*.weight'] matches no parameter"),
+])
+def test_option_errors_found_by_a_model_are_one_line(sr_dataset, tmp_path, option, value, words):
+    """Options that only the model can check (optimizer, sparsity) end as one line and exit 2."""
+    opt = _sparse(sr_dataset, 'model_option')
+    target = opt['train']['optim_g'] if option == 'lr' else opt['train']['sparsity']
+    target[option] = value
+    proc = run_module('srcomp_plugin.train', ['-opt', write_opt(tmp_path / 'opt.yml', opt)], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and words in proc.stderr, proc.stderr[-2000:]
+    assert 'Traceback' not in proc.stderr
 
 
 def test_pretrained_checkpoint_missing_corrupt_or_with_wrong_keys(sr_dataset, tmp_path):

@@ -9,6 +9,9 @@ import pytest
 import torch
 import yaml
 
+import srcomp_plugin  # noqa: F401  (the torchvision alias before BasicSR)
+from basicsr.archs.edsr_arch import EDSR
+
 from conftest import run_module
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,6 +33,9 @@ def _files(tmp_path):
     (tmp_path / 'regular').write_text('a file')
     prune = yaml.safe_load(open(os.path.join(REPO, 'options', 'prune', 'train_EDSR_f64b16_x2_prune.yml')))
     (tmp_path / 'prune.yml').write_text(yaml.safe_dump(prune))
+    tiny = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
+    (tmp_path / 'tiny.yml').write_text(yaml.safe_dump({'scale': 2, 'network_g': tiny}))
+    torch.save({'params': EDSR(3, 3, num_feat=8, num_block=1, upscale=2).state_dict()}, tmp_path / 'tiny.pth')
 
 
 CASES = {  # name: (argv, words in stderr)
@@ -42,6 +48,10 @@ CASES = {  # name: (argv, words in stderr)
     'compress_params': (['compress', '-opt', 'prune.yml', '--checkpoint', 'text.pth', '--params', '99999999',
                          '--out', 'd.yml'], 'text.pth'),
     'unknown_command': (['prun'], "unknown command 'prun'"),
+    'compress_out_exists': (['compress', '-opt', 'prune.yml', '--checkpoint', 'text.pth', '--ratio', '0.5',
+                             '--out', 'regular'], '--out regular: would replace regular'),
+    'export_unwritable': (['export', '-opt', 'tiny.yml', '--checkpoint', 'tiny.pth', '--format', 'torchscript',
+                           '--output', 'regular/model.pt'], '--output regular/model.pt: cannot write to regular'),
 }
 
 
@@ -54,6 +64,7 @@ def test_user_error_is_one_line_and_exit_2(case, tmp_path):
     assert words in proc.stderr, proc.stderr[-2000:]
     assert 'Traceback' not in proc.stderr
     assert not (tmp_path / 'marker').exists()
+    assert (tmp_path / 'regular').read_text() == 'a file'
 
 
 def test_params_above_the_teacher_is_said_plainly():

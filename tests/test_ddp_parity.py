@@ -1,6 +1,6 @@
 """DDP parity: 2 processes x batch b (torchrun, gloo, CPU) == 1 process x batch 2b.
 
-Sharding subtlety (documented in README "Distributed training"): BasicSR's EnlargedSampler
+Sharding subtlety (documented in docs/training.md, "Multi-GPU"): BasicSR's EnlargedSampler
 gives rank r the positions r, r+W, r+2W, ... of one shuffled order, so rank r's i-th batch
 of size b plus the other ranks' i-th batches hold exactly the samples of the single
 process's i-th batch of size W*b. Random crops/flips are drawn per rank (seed + rank), so

@@ -12,7 +12,7 @@ import json
 import sys
 import warnings
 
-from .compressor import compress
+from .compressor import compress, output_files
 from .errors import CompressError, CompressWarning
 from .recipes import DEFAULT_RECIPE, INITS, RECIPES
 
@@ -49,6 +49,9 @@ def _parser():
                         help='the dense teacher checkpoint for stage 3 (default: path.pretrain_network_g of -opt)')
     parser.add_argument('--total-iter', type=int,
                         help='stage-3 iterations (default the recipe\'s 800000; the LR schedule ends with it)')
+    parser.add_argument('--force', action='store_true',
+                        help='replace the files of an earlier run at --out (by default they are kept and this is an '
+                        'error)')
     parser.add_argument('--name', help='stage-3 experiment name (default: the stem of --out)')
     parser.add_argument('--no-macs', action='store_true', help='skip the MACs count (seconds for SwinIR-light)')
     parser.add_argument('--json', action='store_true', help='print the report as JSON')
@@ -57,6 +60,11 @@ def _parser():
 
 def main(argv=None):
     args = _parser().parse_args(argv)
+    existing = [str(path) for path in output_files(args.out) if path.exists()]
+    if existing and not args.force:
+        print(f'srcomp compress: --out {args.out}: would replace {", ".join(existing)}; choose another --out, '
+              'or pass --force to replace them', file=sys.stderr)
+        return 2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         try:

@@ -33,7 +33,7 @@ from .families import teacher_family
 from .init_quality import init_psnr
 from .pruned_init import pruned_state_dict
 from .recipes import DEFAULT_RECIPE, INITS, load_recipe
-from .report import build_report, format_report, save_report
+from .report import build_report, format_report, report_paths, save_report
 from .shape_rule import build_arch, derive_student, parse_ratio
 
 
@@ -115,6 +115,13 @@ def _default_name(out):
 
 
 DENSE = Fraction(1, 2)  # a measured density above this is no stage-1 result: warn
+
+
+def output_files(out):
+    """Every file :func:`compress` may write for ``out``: the option file, the sliced student
+    (``<stem>_pruned_init.pth``, with ``init: pruned``) and the report (JSON and text)."""
+    out = Path(out)
+    return [out, out.with_name(f'{out.stem}_pruned_init.pth'), *report_paths(out)]
 
 
 def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=None, init=None, key=None,
@@ -208,7 +215,7 @@ def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=Non
         family, teacher_kwargs = teacher_family(network_opt, where)
         student_sd, selection = pruned_state_dict(family.name, state_dict, teacher_kwargs, shape.student_type,
                                                   shape.student_kwargs)
-        init_path = out.with_name(f'{out.stem}_pruned_init.pth')
+        init_path = output_files(out)[1]
         torch.save({'params': student_sd}, init_path)
         init_score = _init_psnr(prune_opt, shape, student_sd, notes)
     else:

@@ -126,11 +126,15 @@ def format_report(report):
     return '\n'.join(lines)
 
 
-def save_report(report, out):
-    """Write ``<out stem>_compress_report.json`` and ``.txt`` beside ``out``; returns both paths."""
+def report_paths(out):
+    """``<out stem>_compress_report.json`` and ``.txt`` beside the stage-3 option file ``out``."""
     out = Path(out)
-    json_path = out.with_name(f'{out.stem}_compress_report.json')
-    txt_path = out.with_name(f'{out.stem}_compress_report.txt')
+    return out.with_name(f'{out.stem}_compress_report.json'), out.with_name(f'{out.stem}_compress_report.txt')
+
+
+def save_report(report, out):
+    """Write the report as JSON and text at :func:`report_paths` of ``out``; returns both paths."""
+    json_path, txt_path = report_paths(out)
     report['outputs'].update(report_json=str(json_path), report_txt=str(txt_path))
     json_path.write_text(json.dumps(report, indent=1, default=str) + '\n')
     txt_path.write_text(format_report(report) + '\n')

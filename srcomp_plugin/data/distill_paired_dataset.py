@@ -15,6 +15,7 @@ from basicsr.data.transforms import augment, paired_random_crop
 from basicsr.utils import FileClient, imfrombytes, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
+from ..errors import OptionError
 from .teacher_cache import TeacherCacheError, TeacherCacheStore, cache_key
 
 
@@ -25,14 +26,14 @@ class DistillPairedImageDataset(PairedImageDataset):
     def __init__(self, opt):
         super().__init__(opt)
         if not opt.get('dataroot_teacher'):
-            raise ValueError(f'datasets.{opt.get("phase", "train")}.dataroot_teacher is required for '
-                             'DistillPairedImageDataset: the teacher cache folder (DistillSRModel fills it when '
-                             'train.teacher_cache is set)')
+            raise OptionError(f'datasets.{opt.get("phase", "train")}.dataroot_teacher is required for '
+                              'DistillPairedImageDataset: the teacher cache folder (DistillSRModel fills it when '
+                              'train.teacher_cache is set)')
         unsupported = [k for k in ('mean', 'std', 'color') if opt.get(k) is not None]
         if unsupported:
-            raise ValueError(f'DistillPairedImageDataset does not support {", ".join(unsupported)}: the cache '
-                             'holds the teacher\'s RGB output for unnormalised images; use PairedImageDataset with '
-                             'a live teacher instead')
+            raise OptionError(f'DistillPairedImageDataset does not support {", ".join(unsupported)}: the cache '
+                              'holds the teacher\'s RGB output for unnormalised images; use PairedImageDataset with '
+                              'a live teacher instead')
         self.teacher_root = osp.expanduser(str(opt['dataroot_teacher']))
         self.teacher_store = TeacherCacheStore(self.teacher_root)
 

@@ -49,6 +49,7 @@ from basicsr.data.transforms import augment
 from basicsr.utils import FileClient, bgr2ycbcr, imfrombytes, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
+from ..errors import OptionError
 from .dataset_checks import IMAGE_EXT
 from .image_io import read_image_bgr8
 
@@ -64,8 +65,8 @@ def read_extra_prob(opt):
     """``extra_prob`` from a train dataset's options, checked."""
     prob = opt.get('extra_prob', DEFAULT_EXTRA_PROB)
     if not _is_number(prob) or not 0 <= prob < 1:
-        raise ValueError(f'{WHERE}.extra_prob must be a number in [0, 1): the probability of an unlabelled sample '
-                         f'(1 would leave no ground truth at all); got {prob!r}')
+        raise OptionError(f'{WHERE}.extra_prob must be a number in [0, 1): the probability of an unlabelled sample '
+                          f'(1 would leave no ground truth at all); got {prob!r}')
     return float(prob)
 
 
@@ -75,8 +76,8 @@ def _extra_zoom(opt):
         return 1 / opt['scale'], 1.0
     if not isinstance(zoom, (list, tuple)) or len(zoom) != 2 or not all(_is_number(z) for z in zoom) or \
             not 0 < zoom[0] <= zoom[1]:
-        raise ValueError(f'{WHERE}.extra_zoom must be a range [low, high] of resize factors with 0 < low <= high '
-                         f'(default [1/scale, 1]); got {zoom!r}')
+        raise OptionError(f'{WHERE}.extra_zoom must be a range [low, high] of resize factors with 0 < low <= high '
+                          f'(default [1/scale, 1]); got {zoom!r}')
     return float(zoom[0]), float(zoom[1])
 
 
@@ -89,7 +90,7 @@ class ExtraInputsPairedImageDataset(PairedImageDataset):
         if opt['phase'] != 'train':
             return
         if not opt.get('gt_size'):
-            raise ValueError(f'{WHERE}.gt_size is required: the HR patch size (the LR patches are gt_size // scale)')
+            raise OptionError(f'{WHERE}.gt_size is required: the HR patch size (the LR patches are gt_size // scale)')
         self.lq_size = opt['gt_size'] // opt['scale']
         self.extra_prob = read_extra_prob(opt)
         self.extra_zoom = _extra_zoom(opt)
@@ -104,11 +105,11 @@ class ExtraInputsPairedImageDataset(PairedImageDataset):
             return [p['gt_path'] for p in self.paths]
         root = osp.expanduser(str(self.extra_root))
         if not osp.isdir(root):
-            raise ValueError(f'{WHERE}.dataroot_extra: folder {root} does not exist')
+            raise OptionError(f'{WHERE}.dataroot_extra: folder {root} does not exist')
         paths = sorted(osp.join(folder, name) for folder, _, names in os.walk(root) for name in names
                        if name.lower().endswith(IMAGE_EXT) and not name.startswith('.'))
         if not paths:
-            raise ValueError(f'{WHERE}.dataroot_extra: folder {root} holds no images ({", ".join(IMAGE_EXT)})')
+            raise OptionError(f'{WHERE}.dataroot_extra: folder {root} holds no images ({", ".join(IMAGE_EXT)})')
         return paths
 
     def _largest_region(self):

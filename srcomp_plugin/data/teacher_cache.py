@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import SrcompError
+from ..errors import OptionError, SrcompError
 
 META_FILE = 'teacher_cache.json'
 VALUE_RANGE = (-0.5, 1.5)
@@ -224,9 +224,9 @@ def teacher_sr(net_t, lq, scale, pad_multiple=1):
     out = net_t(lq)
     expected = ((h + pad_h) * scale, (w + pad_w) * scale)
     if tuple(out.shape[-2:]) != expected:
-        raise ValueError(f'network_t turned an LR image of {h + pad_h}x{w + pad_w} into '
-                         f'{out.shape[-2]}x{out.shape[-1]}, not {expected[0]}x{expected[1]}: the teacher\'s '
-                         f'scale must equal the student\'s (scale: {scale}); check network_t.upscale')
+        raise OptionError(f'network_t turned an LR image of {h + pad_h}x{w + pad_w} into '
+                          f'{out.shape[-2]}x{out.shape[-1]}, not {expected[0]}x{expected[1]}: the teacher\'s '
+                          f'scale must equal the student\'s (scale: {scale}); check network_t.upscale')
     return out[..., :h * scale, :w * scale]
 
 

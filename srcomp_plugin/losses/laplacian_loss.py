@@ -32,6 +32,8 @@ from torch.nn import functional as F
 
 from basicsr.utils.registry import LOSS_REGISTRY
 
+from ..errors import OptionError
+
 _BINOMIAL = (1., 4., 6., 4., 1.)
 
 
@@ -47,7 +49,7 @@ class _LaplacianPyramidL1(nn.Module):
     def __init__(self, loss_weight=1.0, num_levels=5):
         super().__init__()
         if num_levels < 1:
-            raise ValueError(f'num_levels must be at least 1, got {num_levels}')
+            raise OptionError(f'num_levels must be at least 1, got {num_levels}')
         self.loss_weight = loss_weight
         self.num_levels = num_levels
         # Not persistent: the kernel is a constant, not a learned or checkpointed value.
@@ -63,17 +65,17 @@ class _LaplacianPyramidL1(nn.Module):
 
     def _check_size(self, pred, target):
         if pred.shape != target.shape:
-            raise ValueError(f'{type(self).__name__}: prediction {tuple(pred.shape)} and target '
-                             f'{tuple(target.shape)} must have the same shape')
+            raise OptionError(f'{type(self).__name__}: prediction {tuple(pred.shape)} and target '
+                              f'{tuple(target.shape)} must have the same shape')
         if pred.dim() != 4:
-            raise ValueError(f'{type(self).__name__} expects NxCxHxW images, got shape {tuple(pred.shape)}')
+            raise OptionError(f'{type(self).__name__} expects NxCxHxW images, got shape {tuple(pred.shape)}')
         h, w = pred.shape[-2:]
         mult = self.size_multiple
         least = 2 * mult if self.num_levels > 1 else 3
         if h % mult or w % mult or h < least or w < least:
-            raise ValueError(f'{type(self).__name__} with {self.num_levels} pyramid levels needs height and width '
-                             f'that are multiples of {mult} and at least {least}; got {h}x{w}. For training '
-                             f'patches set datasets.train.gt_size to such a size (e.g. 96 or 128).')
+            raise OptionError(f'{type(self).__name__} with {self.num_levels} pyramid levels needs height and width '
+                              f'that are multiples of {mult} and at least {least}; got {h}x{w}. For training '
+                              f'patches set datasets.train.gt_size to such a size (e.g. 96 or 128).')
 
     def _blur(self, x):
         """``G``: depthwise 5x5 binomial blur with reflect padding 2 (any channel count)."""
@@ -107,7 +109,7 @@ class _LaplacianPyramidL1(nn.Module):
 
     def forward(self, pred, target, weight=None, **kwargs):
         if weight is not None:
-            raise ValueError(f'{type(self).__name__} does not support per-pixel weights')
+            raise OptionError(f'{type(self).__name__} does not support per-pixel weights')
         self._check_size(pred, target)
         # channels_last: oneDNN's depthwise (grouped) convolutions, forward and backward, are
         # 1.5x faster in that layout on CPU (measured in benchmarks/RESULTS.md); same values.

@@ -64,7 +64,8 @@ from ..data.extra_inputs_dataset import ExtraInputsPairedImageDataset, read_extr
 from ..data.teacher_cache import cache_fingerprint, fill_cache, open_cache
 from ..archs.edsr_fused_convs import use_fused_convs
 from ..archs.swinir_fast_attention import use_fused_attention
-from .checkpoint_safety import CheckpointSafetyMixin
+from ..errors import InputFileError, OptionError
+from .checkpoint_safety import CheckpointLoadError, CheckpointSafetyMixin
 
 DEFAULT_DISTILL_OPT = {'type': 'MultiLapLoss', 'loss_weight': 1.0}
 _PATH_ALIASES = {'pretrain_network_g': 'pretrain_network_t', 'param_key_g': 'param_key_t',
@@ -75,7 +76,7 @@ def _move(container, old, new, where, logger):
     if old not in container:
         return
     if container.get(new) is not None:
-        raise ValueError(f'{where}{old} and {where}{new} are both set; keep only {where}{new}')
+        raise OptionError(f'{where}{old} and {where}{new} are both set; keep only {where}{new}')
     logger.warning(f'Option {where}{old} is deprecated (the release\'s name); use {where}{new}.')
     container[new] = container.pop(old)
 
@@ -91,7 +92,7 @@ def apply_release_aliases(opt, logger=None):
             if old in tea_path or new in tea_path:
                 key = old if old in tea_path else new
                 if path_opt.get(new) is not None:
-                    raise ValueError(f'tea_path.{key} and path.{new} are both set; keep only path.{new}')
+                    raise OptionError(f'tea_path.{key} and path.{new} are both set; keep only path.{new}')
                 path_opt[new] = tea_path[key]
         logger.warning('Option tea_path is deprecated (the release\'s name); use path.pretrain_network_t, '
                        'path.param_key_t and path.strict_load_t.')
@@ -118,13 +119,13 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
     def init_training_settings(self):
         train_opt = self.opt['train']
         if train_opt.get('perceptual_opt'):
-            raise ValueError('DistillSRModel does not use train.perceptual_opt; remove it (or use SRGANModel)')
+            raise OptionError('DistillSRModel does not use train.perceptual_opt; remove it (or use SRGANModel)')
         if 'distill_opt' not in train_opt:
             train_opt['distill_opt'] = dict(DEFAULT_DISTILL_OPT)
             get_root_logger().info(f'train.distill_opt not given: using {DEFAULT_DISTILL_OPT}.')
         if not train_opt['distill_opt'] and not train_opt.get('pixel_opt'):
-            raise ValueError('DistillSRModel needs train.distill_opt (loss to the teacher), train.pixel_opt (loss '
-                             'to the ground truth), or both; both are empty')
+            raise OptionError('DistillSRModel needs train.distill_opt (loss to the teacher), train.pixel_opt (loss '
+                              'to the ground truth), or both; both are empty')
 
         if train_opt.get('pixel_opt'):
             super().init_training_settings()
@@ -162,7 +163,7 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
         ignored = path_opt.get('ignore_resume_networks') or []
         if path_opt.get('resume_state') and 'network_t' not in ignored:
             if not osp.isfile(record):
-                raise FileNotFoundError(
+                raise InputFileError(
                     f'Resuming: BasicSR replaced path.pretrain_network_t by {path_opt.get("pretrain_network_t")} and '
                     f'{record} (written by the first run) is missing; add "ignore_resume_networks: [network_t]" '
                     'under path to load the teacher from path.pretrain_network_t.')
@@ -171,8 +172,8 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
             get_root_logger().info(f'Resuming: teacher source read back from {record}.')
             return source
         if not path_opt.get('pretrain_network_t'):
-            raise ValueError('DistillSRModel needs path.pretrain_network_t: the pretrained teacher checkpoint '
-                             '(a BasicSR .pth with "params" or "params_ema")')
+            raise OptionError('DistillSRModel needs path.pretrain_network_t: the pretrained teacher checkpoint '
+                              '(a BasicSR .pth with "params" or "params_ema")')
         source = {'pretrain_network_t': osp.abspath(path_opt['pretrain_network_t']),
                   'param_key_t': path_opt.get('param_key_t', 'params'),
                   'strict_load_t': path_opt.get('strict_load_t', True)}
@@ -185,18 +186,21 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
     def build_teacher(self):
         """The frozen teacher from ``network_t`` and ``path.pretrain_network_t``."""
         if not self.opt.get('network_t'):
-            raise ValueError('DistillSRModel needs network_t: the teacher architecture (e.g. type: EDSR, '
-                             'num_feat: 64, num_block: 16, upscale: <scale>)')
+            raise OptionError('DistillSRModel needs network_t: the teacher architecture (e.g. type: EDSR, '
+                              'num_feat: 64, num_block: 16, upscale: <scale>)')
         source = self.teacher_source()
         load_path, param_key, strict = source['pretrain_network_t'], source['param_key_t'], source['strict_load_t']
         self.opt['path'].update(source)
         if not osp.isfile(load_path):
-            raise FileNotFoundError(f'path.pretrain_network_t: teacher checkpoint {load_path} does not exist')
+            raise InputFileError(f'path.pretrain_network_t: teacher checkpoint {load_path} does not exist')
         net_t = build_network(self.opt['network_t']).to(self.device)
         try:
             self.load_network(net_t, load_path, strict, param_key)
+        except CheckpointLoadError as err:  # its message already says what to check
+            raise CheckpointLoadError(f'path.pretrain_network_t: cannot load teacher checkpoint {load_path} into '
+                                      f'network_t ({self.opt["network_t"].get("type")}): {err}') from err
         except Exception as err:
-            raise RuntimeError(
+            raise CheckpointLoadError(
                 f'path.pretrain_network_t: cannot load teacher checkpoint {load_path} into network_t '
                 f'({self.opt["network_t"].get("type")}) with param key {param_key!r}: {type(err).__name__}: {err}. '
                 'Check that network_t matches the checkpoint (or set path.strict_load_t: false) and '
@@ -207,7 +211,7 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
         use_fused_convs(net_t)  # EDSR teachers: fused channels_last convolutions (likewise)
         precision = self.opt['train'].get('teacher_precision', 'fp32')
         if precision not in ('fp32', 'bf16'):
-            raise ValueError(f'train.teacher_precision must be fp32 or bf16, got {precision!r}')
+            raise OptionError(f'train.teacher_precision must be fp32 or bf16, got {precision!r}')
         self.teacher_bf16 = precision == 'bf16'
         self.teacher_channels_last = bool(self.opt['train'].get('teacher_channels_last', False))
         if self.teacher_channels_last:
@@ -224,11 +228,11 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
         self._check_extra_inputs(train_set)
         is_cache_set = train_set.get('type') == DistillPairedImageDataset.__name__
         if self.use_teacher_cache and not is_cache_set:
-            raise ValueError('train.teacher_cache needs datasets.train.type: DistillPairedImageDataset (with '
-                             'dataroot_teacher), which crops the cached teacher image with the HR patch')
+            raise OptionError('train.teacher_cache needs datasets.train.type: DistillPairedImageDataset (with '
+                              'dataroot_teacher), which crops the cached teacher image with the HR patch')
         if is_cache_set and not self.use_teacher_cache:
-            raise ValueError('datasets.train.type DistillPairedImageDataset reads a teacher cache: set '
-                             'train.teacher_cache (and a distill_opt), or use PairedImageDataset')
+            raise OptionError('datasets.train.type DistillPairedImageDataset reads a teacher cache: set '
+                              'train.teacher_cache (and a distill_opt), or use PairedImageDataset')
 
     def _check_extra_inputs(self, train_set):
         """Unlabelled inputs have no target but the live teacher's: refuse set-ups without one."""
@@ -236,13 +240,13 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
             return
         where = 'datasets.train.type: ExtraInputsPairedImageDataset with extra_prob > 0'
         if self.cri_distill is None:
-            raise ValueError(f'{where} yields unlabelled samples, which only the teacher can label, but '
-                             'train.distill_opt is empty: set train.distill_opt (and network_t), or set '
-                             'datasets.train.extra_prob: 0')
+            raise OptionError(f'{where} yields unlabelled samples, which only the teacher can label, but '
+                              'train.distill_opt is empty: set train.distill_opt (and network_t), or set '
+                              'datasets.train.extra_prob: 0')
         if self.use_teacher_cache:
-            raise ValueError(f'{where} yields unlabelled samples, but train.teacher_cache holds teacher outputs '
-                             'for the labelled training images only: remove train.teacher_cache (the live '
-                             'teacher labels them), or set datasets.train.extra_prob: 0')
+            raise OptionError(f'{where} yields unlabelled samples, but train.teacher_cache holds teacher outputs '
+                              'for the labelled training images only: remove train.teacher_cache (the live '
+                              'teacher labels them), or set datasets.train.extra_prob: 0')
 
     def prepare_teacher_cache(self):
         """Fill ``datasets.train.dataroot_teacher`` with the teacher's SR images (missing ones only)."""
@@ -252,8 +256,8 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
         dataset = DistillPairedImageDataset(dataset_opt)
         keys = [dataset.cache_key(i) for i in range(len(dataset))]
         if len(set(keys)) != len(keys):
-            raise ValueError('train.teacher_cache: two training LR images share a file name; the cache is keyed '
-                             'by file name, so rename them or disable the cache')
+            raise OptionError('train.teacher_cache: two training LR images share a file name; the cache is keyed '
+                              'by file name, so rename them or disable the cache')
         path_opt = self.opt['path']
         fingerprint = cache_fingerprint(path_opt['pretrain_network_t'], self.opt['network_t'],
                                         path_opt.get('param_key_t', 'params'), self.opt['scale'],
@@ -283,8 +287,8 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
         """The teacher's SR output for ``self.lq``: cached, or one frozen forward."""
         if self.use_teacher_cache:
             if self.teacher_output is None:
-                raise RuntimeError('train.teacher_cache is set but the batch has no "teacher" image; use '
-                                   'datasets.train.type: DistillPairedImageDataset')
+                raise OptionError('train.teacher_cache is set but the batch has no "teacher" image; use '
+                                  'datasets.train.type: DistillPairedImageDataset')
             return self.teacher_output
         lq = self.lq.contiguous(memory_format=torch.channels_last) if self.teacher_channels_last else self.lq
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.teacher_bf16):
@@ -293,7 +297,7 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
     def _check_scale(self, target):
         if target.shape != self.output.shape:
             source = 'teacher cache' if self.use_teacher_cache else 'network_t'
-            raise ValueError(
+            raise OptionError(
                 f'The teacher\'s output {tuple(target.shape)} (from the {source}) differs from the student\'s '
                 f'{tuple(self.output.shape)} for an LR batch {tuple(self.lq.shape)}: network_t.upscale '
                 f'({self.opt["network_t"].get("upscale")}) and network_g.upscale '

@@ -68,6 +68,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..compress.structured_decay import StructuredDecay, parse_structured
 from ..measure.sparsity import default_measure_patterns, density_report, global_density, select_params
+from ..errors import OptionError
 from ..optim import OBProxSG
 from .checkpoint_safety import CheckpointSafetyMixin
 from ..optim.obproxsg import ORTHANT
@@ -86,14 +87,14 @@ class SparseSRModel(CheckpointSafetyMixin, SRModel):
         sparsity_opt = dict(self.opt['train'].get('sparsity') or {})
         unknown = set(sparsity_opt) - set(SPARSITY_KEYS)
         if unknown:
-            raise ValueError(f'train.sparsity: unknown key(s) {sorted(unknown)}; allowed: {list(SPARSITY_KEYS)}.')
+            raise OptionError(f'train.sparsity: unknown key(s) {sorted(unknown)}; allowed: {list(SPARSITY_KEYS)}.')
         names = [n for n, _ in self.get_bare_model(self.net_g).named_parameters()]
         measure = sparsity_opt.get('measure') or default_measure_patterns(self.opt['network_g'])
         self.measure_patterns = [measure] if isinstance(measure, str) else list(measure)
         self.measure_names = select_params(names, self.measure_patterns)
         if not self.measure_names:
-            raise ValueError(f'train.sparsity.measure {self.measure_patterns} matches no parameter of '
-                             f'network_g ({self.opt["network_g"]["type"]}); names look like {names[:4]}.')
+            raise OptionError(f'train.sparsity.measure {self.measure_patterns} matches no parameter of '
+                              f'network_g ({self.opt["network_g"]["type"]}); names look like {names[:4]}.')
         self.regularize = sparsity_opt.get('regularize', 'all')
         self.structured = None
         if sparsity_opt.get('structured') is not None:
@@ -109,12 +110,12 @@ class SparseSRModel(CheckpointSafetyMixin, SRModel):
         """``epoch_size: auto`` -> iterations per epoch of the train loader (BasicSR's formula)."""
         unit = optim_opt.pop('auto_epoch_unit', 'iterations')
         if unit not in AUTO_EPOCH_UNITS:
-            raise ValueError(f'train.optim_g.auto_epoch_unit must be one of {AUTO_EPOCH_UNITS}, got {unit!r}.')
+            raise OptionError(f'train.optim_g.auto_epoch_unit must be one of {AUTO_EPOCH_UNITS}, got {unit!r}.')
         if optim_opt.get('epoch_size', 'auto') != 'auto':
             return
         dataset_opt = self.opt.get('datasets', {}).get('train')
         if dataset_opt is None:
-            raise ValueError('train.optim_g.epoch_size: auto needs datasets.train; give an integer instead.')
+            raise OptionError('train.optim_g.epoch_size: auto needs datasets.train; give an integer instead.')
         from basicsr.data import build_dataset
 
         samples = len(build_dataset(dataset_opt)) * dataset_opt.get('dataset_enlarge_ratio', 1)
@@ -133,8 +134,8 @@ class SparseSRModel(CheckpointSafetyMixin, SRModel):
         self.uses_obproxsg = optim_type == 'OBProxSG'
         if not self.uses_obproxsg:
             if optim_type != 'Adam' or self.structured is None:
-                raise ValueError(f'SparseSRModel trains with OBProx-SG: set train.optim_g.type to OBProxSG (Adam is '
-                                 f'accepted only together with train.sparsity.structured; got {optim_type!r}).')
+                raise OptionError(f'SparseSRModel trains with OBProx-SG: set train.optim_g.type to OBProxSG (Adam is '
+                                  f'accepted only together with train.sparsity.structured; got {optim_type!r}).')
             self.optimizer_g = self.get_optimizer(optim_type, [p for p in self.net_g.parameters() if p.requires_grad],
                                                   **optim_opt)
             self.optimizers.append(self.optimizer_g)
@@ -151,7 +152,7 @@ class SparseSRModel(CheckpointSafetyMixin, SRModel):
                 logger.warning(f'Params {name} will not be optimized.')
         reg_names = set(select_params([n for n, _ in named], self.regularize))
         if not reg_names:
-            raise ValueError(f'train.sparsity.regularize {self.regularize!r} matches no trainable parameter.')
+            raise OptionError(f'train.sparsity.regularize {self.regularize!r} matches no trainable parameter.')
         groups = [{'params': [p for n, p in named if n in reg_names], 'name': 'l1'}]
         free = [p for n, p in named if n not in reg_names]
         if free:

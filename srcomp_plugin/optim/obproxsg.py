@@ -37,6 +37,8 @@ import warnings
 import torch
 from torch.optim import Optimizer
 
+from ..errors import OptionError
+
 PROX = 'prox-sg'
 ORTHANT = 'orthant'
 
@@ -50,11 +52,11 @@ def _parse_count(value, name, allow_inf=False):
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f'OBProxSG: {name} must be a non-negative integer{" or inf" if allow_inf else ""}, '
-                         f'got {value!r}.') from None
+        raise OptionError(f'OBProxSG: {name} must be a non-negative integer{" or inf" if allow_inf else ""}, '
+                          f'got {value!r}.') from None
     if number < 0 or number != int(number):
-        raise ValueError(f'OBProxSG: {name} must be a non-negative integer{" or inf" if allow_inf else ""}, '
-                         f'got {value!r}.')
+        raise OptionError(f'OBProxSG: {name} must be a non-negative integer{" or inf" if allow_inf else ""}, '
+                          f'got {value!r}.')
     return int(number)
 
 
@@ -62,10 +64,10 @@ def _parse_float(value, name):
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f'OBProxSG: {name} must be a number, got {value!r} '
-                         f'(in YAML write e.g. "!!float 1e-4" or "1.0e-4").') from None
+        raise OptionError(f'OBProxSG: {name} must be a number, got {value!r} '
+                          f'(in YAML write e.g. "!!float 1e-4" or "1.0e-4").') from None
     if number < 0:
-        raise ValueError(f'OBProxSG: {name} must be >= 0, got {number}.')
+        raise OptionError(f'OBProxSG: {name} must be >= 0, got {number}.')
     return number
 
 
@@ -87,25 +89,25 @@ class OBProxSG(Optimizer):
     def __init__(self, params, lr, lambda_=None, epoch_size=None, Np=None, No=math.inf, eps=0.0, **kwargs):
         if 'lambda' in kwargs:
             if lambda_ is not None:
-                raise ValueError('OBProxSG: give either lambda_ or lambda, not both.')
+                raise OptionError('OBProxSG: give either lambda_ or lambda, not both.')
             lambda_ = kwargs.pop('lambda')
         if kwargs:
-            raise TypeError(f'OBProxSG: unknown option(s) {sorted(kwargs)}; expected lr, lambda_ (or lambda), '
-                            'epoch_size, Np, No, eps.')
+            raise OptionError(f'OBProxSG: unknown option(s) {sorted(kwargs)}; expected lr, lambda_ (or lambda), '
+                              'epoch_size, Np, No, eps.')
         if lambda_ is None:
-            raise ValueError('OBProxSG: lambda_ (the L1 weight) is required.')
+            raise OptionError('OBProxSG: lambda_ (the L1 weight) is required.')
         if epoch_size is None or Np is None:
-            raise ValueError('OBProxSG: epoch_size and Np are required.')
+            raise OptionError('OBProxSG: epoch_size and Np are required.')
         if isinstance(epoch_size, str) and epoch_size.strip().lower() == 'auto':
-            raise ValueError(f'OBProxSG: epoch_size={epoch_size!r} must be resolved to a number of optimizer steps '
-                             'before the optimizer is built (SparseSRModel resolves "auto" from the train loader).')
+            raise OptionError(f'OBProxSG: epoch_size={epoch_size!r} must be resolved to a number of optimizer steps '
+                              'before the optimizer is built (SparseSRModel resolves "auto" from the train loader).')
         self.epoch_size = _parse_count(epoch_size, 'epoch_size')
         if self.epoch_size < 1:
-            raise ValueError('OBProxSG: epoch_size must be >= 1 optimizer step.')
+            raise OptionError('OBProxSG: epoch_size must be >= 1 optimizer step.')
         self.Np = _parse_count(Np, 'Np')
         self.No = _parse_count(No, 'No', allow_inf=True)
         if self.No == 0 and self.Np == 0:
-            raise ValueError('OBProxSG: Np and No cannot both be 0.')
+            raise OptionError('OBProxSG: Np and No cannot both be 0.')
         self.num_steps = 0
         defaults = dict(lr=_parse_float(lr, 'lr'), lambda_=_parse_float(lambda_, 'lambda_'),
                         eps=_parse_float(eps, 'eps'))

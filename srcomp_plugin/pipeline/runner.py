@@ -162,7 +162,7 @@ class Pipeline:
         generated = self.options_dir / 'distill_generated.yml'
         args = ['-opt', str(self.option_file('prune')), '--checkpoint', str(self.final_checkpoint('prune')),
                 '--out', str(generated), '--depth-keep', str(cfg.get('depth_keep') or 0.5),
-                '--recipe', so.recipe_of(self.pipe)]
+                '--recipe', so.recipe_of(self.pipe), '--force']  # its own file: rewritten when the stage reruns
         if cfg.get('init') is not None:
             args += ['--init', str(cfg['init'])]
         total_iter = ((self.pipe.get('distill') or {}).get('train') or {}).get('total_iter')

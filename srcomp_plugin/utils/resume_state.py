@@ -13,7 +13,7 @@ is an error naming the file.
 """
 import os
 import pickle
-import warnings
+import sys
 
 import numpy as np
 import torch
@@ -59,7 +59,8 @@ def newest_readable_state(state_dir, map_location='cpu'):
         try:
             return path, load_state(path, map_location)
         except ResumeStateError as err:
-            warnings.warn(f'--auto_resume skips {path} (kept as it is): {err}', stacklevel=2)
+            # printed, not logged: BasicSR starts its logger only after choosing the state
+            print(f'warning: --auto_resume skips {path} (kept as it is): {err}', file=sys.stderr, flush=True)
             errors.append(str(err))
     if errors:  # starting over would archive the run that these states belong to
         raise ResumeStateError(f'--auto_resume: no readable training state in {state_dir}:\n' + '\n'.join(errors))
