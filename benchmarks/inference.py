@@ -15,7 +15,7 @@ random weights (latency does not depend on the values), LR input = output / scal
 
 Timing is interleaved (see ``common.py``): every round runs every network once. MACs are
 ``srcomp_plugin.measure.complexity.mac_counts`` (FlopCounterMode FLOPs / 2, attention
-matmuls included). Targets (issue 8):
+matmuls included). Targets:
   * EDSRmini speedup over EDSR >= 0.8 x their MACs ratio;
   * SwinIRmini speedup over SwinIR-light >= 0.8 x their MACs ratio;
   * SwinIRmini latency / EDSRmini latency <= 2 x their MACs ratio (half EDSRmini's

@@ -18,7 +18,7 @@ Rows (each measured in a fresh subprocess, so peak memory is the row's own):
                   original code, in train mode with autograd on (BasicSR's own forward, its
                   parameters requiring gradients, its output not detached).
 
-Issue 8's targets: ``kd`` <= 1.05 x (``kd_cached`` + ``teacher_fwd``), i.e. nothing is
+Targets: ``kd`` <= 1.05 x (``kd_cached`` + ``teacher_fwd``), i.e. nothing is
 wasted around the teacher; ``kd`` >= 3x faster than ``kd_release``; ``kd_cached`` <= 1.3 x ``sr``.
 
 The models are BasicSR's/ours, built by ``build_model`` from option dicts with the release
@@ -159,7 +159,7 @@ def run_one(args, mode):
 
 
 def _targets(ms):
-    """Issue 8's three ratios from median step times ``ms`` (mode -> ms), where measured."""
+    """The three target ratios from median step times ``ms`` (mode -> ms), where measured."""
     checks = {}
     if {'kd', 'kd_cached', 'teacher_fwd'} <= set(ms):
         value = ms['kd'] / (ms['kd_cached'] + ms['teacher_fwd'])

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from conftest import run_module, tiny_train_opt, write_opt
+from helpers import run_module, tiny_train_opt, write_opt
 
 
 def _copy_dataset(sr_dataset, tmp_path):

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import srcomp_plugin  # noqa: F401
-from conftest import HR_SIZE, run_module, tiny_train_opt, use_obproxsg, write_opt
+from helpers import HR_SIZE, run_module, tiny_train_opt, use_obproxsg, write_opt
 
 
 def _fails(tmp_path, opt, name='bad'):

@@ -12,13 +12,13 @@ import srcomp_plugin  # noqa: F401
 from basicsr.archs import build_network
 from basicsr.data import build_dataset
 from basicsr.utils.options import ordered_yaml
-from conftest import _write_hr_crops
+from helpers import write_hr_crops
 from srcomp_plugin.data.prepare import prepare_dataset
 from srcomp_plugin.measure import count_params
 
 OPTIONS = Path(__file__).resolve().parents[1] / 'options' / 'test'
 SETS = ['Set5', 'Set14', 'B100', 'Urban100', 'Manga109']
-# model prefix -> (arch type, parameters at x2, x3, x4 from shared/method.md)
+# model prefix -> (arch type, parameters at x2, x3, x4 from docs/method.md)
 MODELS = {
     'EDSR_f64b16': ('EDSRmini', {2: 1_369_859, 3: 1_554_499, 4: 1_517_571}),
     'EDSRmini': ('EDSRmini', {2: 49_603, 3: 61_203, 4: 58_883}),
@@ -83,7 +83,7 @@ def test_network_matches_name_and_scale(model, scale):
 
 def test_documented_layout_is_what_prepare_writes(tmp_path, monkeypatch):
     """``srcomp prepare --out datasets/benchmark/<Set>`` gives folders every test file reads."""
-    _write_hr_crops(tmp_path / 'src', ['astronaut', 'coffee'], 60)
+    write_hr_crops(tmp_path / 'src', ['astronaut', 'coffee'], 60)
     monkeypatch.chdir(tmp_path)
     for set_name in SETS:
         prepare_dataset(tmp_path / 'src', Path('datasets/benchmark') / set_name, scales=(2, 3, 4), progress=False)

@@ -12,7 +12,7 @@ import yaml
 import srcomp_plugin  # noqa: F401  (the torchvision alias before BasicSR)
 from basicsr.archs.edsr_arch import EDSR
 
-from conftest import run_module
+from helpers import run_module
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 import srcomp_plugin  # noqa: F401  (fills the registries)
-from conftest import run_module, tiny_train_opt, write_opt
+from helpers import run_module, tiny_train_opt, write_opt
 from srcomp_plugin.compress import (CompressError, CompressWarning, check_distill_options, compress, derive_student,
                                     parse_ratio, pruned_state_dict)
 from srcomp_plugin.compress.cli import main as compress_main

@@ -10,7 +10,7 @@ DDP averages gradients over ranks, which equals the mean over the 2b batch.
 import pytest
 import torch
 
-from conftest import HR_SIZE, run_module, run_torchrun, tiny_train_opt, use_obproxsg, use_teacher, write_opt
+from helpers import HR_SIZE, run_module, run_torchrun, tiny_train_opt, use_obproxsg, use_teacher, write_opt
 
 MODELS = ('SRModel', 'SparseSRModel', 'DistillSRModel')
 

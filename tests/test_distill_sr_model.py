@@ -16,7 +16,7 @@ from basicsr.archs import build_network
 from basicsr.data import build_dataset
 from basicsr.models import build_model
 from basicsr.utils.options import parse_options
-from conftest import run_module, run_torchrun, write_opt
+from helpers import run_module, run_torchrun, write_opt
 from srcomp_plugin.archs.edsr_fused_convs import use_eager_convs
 from srcomp_plugin.models.distill_sr_model import apply_release_aliases
 
@@ -259,7 +259,7 @@ def test_torchrun_two_processes(sr_dataset, teacher_ckpt, tmp_path):
     assert set(ckpt['params']) == set(build_network(opt['network_g']).state_dict())
 
 
-# Parameter counts at x2 from shared/method.md (measured on BasicSR's architectures).
+# Parameter counts at x2 from docs/method.md (measured on BasicSR's architectures).
 RELEASE_PARAMS_X2 = {'EDSRmini': (49603, 1369859), 'SwinIRmini': (98868, 910152)}
 
 

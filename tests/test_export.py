@@ -11,7 +11,7 @@ import torch
 
 import srcomp_plugin  # noqa: F401  (registers the archs)
 from basicsr.archs import build_network
-from conftest import write_opt
+from helpers import write_opt
 from srcomp_plugin import cli
 from srcomp_plugin.archs.swinir_fast_attention import use_eager_attention
 

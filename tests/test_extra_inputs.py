@@ -12,7 +12,7 @@ from torch.utils.data import default_collate
 import srcomp_plugin  # noqa: F401  (fills the registries)
 from basicsr.data import build_dataset
 from basicsr.models import build_model
-from conftest import run_module, tiny_train_opt, use_teacher, write_opt
+from helpers import run_module, tiny_train_opt, use_teacher, write_opt
 from test_distill_sr_model import parsed
 
 LQ, GT = 16, 32  # tiny_train_opt's patch sizes at x2

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import _env, run_module, tiny_train_opt, write_opt
+from helpers import run_module, subprocess_env, tiny_train_opt, write_opt
 
 
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
@@ -16,7 +16,7 @@ def test_a_signal_stops_training_with_a_resume_hint(sig, sr_dataset, tmp_path):
     opt['logger']['save_checkpoint_freq'] = 2
     path = write_opt(tmp_path / 'opt.yml', opt)
     proc = subprocess.Popen([sys.executable, '-m', 'srcomp_plugin.train', '-opt', str(path)], cwd=tmp_path,
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     states = tmp_path / 'experiments' / 'stopped' / 'training_states'
     deadline = time.time() + 120
     while not (states / '2.state').is_file() and time.time() < deadline and proc.poll() is None:

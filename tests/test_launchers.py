@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from conftest import run_module, tiny_train_opt, write_opt
+from helpers import run_module, tiny_train_opt, write_opt
 
 
 @pytest.mark.slow

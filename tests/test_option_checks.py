@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_module, tiny_train_opt, write_opt
+from helpers import run_module, tiny_train_opt, write_opt
 from srcomp_plugin.utils.option_checks import check_options
 from srcomp_plugin.utils.safe_yaml import load_options
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import run_module
+from helpers import run_module
 
 NAME = 'demo_edsr_x2_quick'
 

@@ -5,7 +5,7 @@ import pytest
 
 import srcomp_plugin  # noqa: F401
 from basicsr.utils.matlab_functions import imresize
-from conftest import _photo, run_module, shared_dataset
+from helpers import photo, run_module, shared_dataset
 from srcomp_plugin.data.prepare import PrepareError, prepare_dataset
 
 
@@ -14,7 +14,7 @@ def photo_dir(tmp_path):
     folder = tmp_path / 'hr'
     folder.mkdir()
     for name, size in (('astronaut', (100, 77)), ('coffee', (61, 90))):
-        cv2.imwrite(str(folder / f'{name}.png'), _photo(name)[:size[0], :size[1]])
+        cv2.imwrite(str(folder / f'{name}.png'), photo(name)[:size[0], :size[1]])
     return folder
 
 
@@ -54,7 +54,7 @@ def test_reproduces_published_set5_lr(tmp_path):
 def test_gray_rgba_16bit_and_unreadable_inputs(tmp_path):
     folder = tmp_path / 'hr'
     folder.mkdir()
-    rgb = _photo('astronaut')[:48, :48]
+    rgb = photo('astronaut')[:48, :48]
     gray = cv2.cvtColor(rgb, cv2.COLOR_BGR2GRAY)
     cv2.imwrite(str(folder / 'gray.png'), gray)
     cv2.imwrite(str(folder / 'rgba.png'), np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)]))

@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import srcomp_plugin  # noqa: F401
 from basicsr.archs import build_network
-from conftest import write_opt
+from helpers import write_opt
 from srcomp_plugin import cli
 from srcomp_plugin.measure import (ProfileError, count_macs, mac_counts, measure_latency, peak_memory,
                                    profile_network)

@@ -12,7 +12,7 @@ import yaml
 
 import srcomp_plugin  # noqa: F401
 from basicsr.archs import build_network
-from conftest import run_module, shared_dataset, write_opt
+from helpers import run_module, shared_dataset, write_opt
 from srcomp_plugin import cli
 from srcomp_plugin.data.prepare import prepare_dataset
 from srcomp_plugin.measure import count_macs, count_params

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import torch
 
-from conftest import run_module, tiny_train_opt, use_obproxsg, use_teacher, write_opt
+from helpers import run_module, tiny_train_opt, use_obproxsg, use_teacher, write_opt
 
 TOTAL, KILL_AT = 8, 3  # 4 images, batch 2: 2 iterations per epoch, so iteration 3 is mid-epoch
 

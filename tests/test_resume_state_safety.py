@@ -13,7 +13,7 @@ import re
 import pytest
 import torch
 
-from conftest import run_module, tiny_train_opt, use_obproxsg, write_opt
+from helpers import run_module, tiny_train_opt, use_obproxsg, write_opt
 from srcomp_plugin.utils.resume_state import ResumeStateError, load_state
 
 

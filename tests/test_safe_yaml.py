@@ -8,7 +8,7 @@ from collections import OrderedDict
 import pytest
 import yaml
 
-from conftest import run_module, tiny_train_opt, write_opt
+from helpers import run_module, tiny_train_opt, write_opt
 from srcomp_plugin.utils.safe_yaml import OptionFileError, load_options
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import run_module, run_torchrun, write_opt
+from helpers import run_module, run_torchrun, write_opt
 from srcomp_plugin.cli import main as srcomp_main
 from srcomp_plugin.measure.sparsity import default_measure_patterns, density_report, select_params
 
@@ -267,7 +267,7 @@ def test_density_report_on_a_known_state_dict():
     assert default_measure_patterns('SwinIR') == ['layers.*weight']
 
 
-METHOD_PARAMS = {  # shared/method.md, measured on BasicSR's own archs
+METHOD_PARAMS = {  # docs/method.md, measured on BasicSR's own archs
     'EDSR_f64b16': {2: 1369859, 3: 1554499, 4: 1517571},
     'SwinIR_light': {2: 910152, 3: 918267, 4: 929628},
 }

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 import srcomp_plugin  # noqa: F401  (fills the registries)
-from conftest import run_module, tiny_train_opt, use_obproxsg, write_opt
+from helpers import run_module, tiny_train_opt, use_obproxsg, write_opt
 from srcomp_plugin.compress import compress, pruned_state_dict
 from srcomp_plugin.compress.init_quality import init_psnr
 from srcomp_plugin.compress.shape_rule import build_arch

@@ -13,7 +13,7 @@ import srcomp_plugin  # noqa: F401  (fills the registries)
 from basicsr.archs import build_network
 from basicsr.data import build_dataset
 from basicsr.models import build_model
-from conftest import run_module, write_opt
+from helpers import run_module, write_opt
 from srcomp_plugin.data.teacher_cache import META_FILE, VALUE_RANGE, TeacherCacheError, encode_png16, teacher_sr
 from test_distill_sr_model import _teacher_net, parsed, tiny_opt
 

@@ -2,7 +2,7 @@
 auto-resume, and a 2-process torchrun (gloo) job."""
 import torch
 
-from conftest import run_module, run_torchrun, tiny_train_opt, write_opt
+from helpers import run_module, run_torchrun, tiny_train_opt, write_opt
 
 
 def _test_opt(sr_dataset, name, model_path):

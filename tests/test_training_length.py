@@ -3,7 +3,7 @@ batch stops the run before anything is written (BasicSR alone trains fewer itera
 small sets, and zero on a set smaller than a batch while still saving ``net_g_latest.pth``)."""
 import re
 
-from conftest import run_module, tiny_train_opt, write_opt
+from helpers import run_module, tiny_train_opt, write_opt
 
 
 def test_total_iter_is_met_exactly_on_a_small_set(sr_dataset, tmp_path):

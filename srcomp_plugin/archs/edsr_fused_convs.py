@@ -20,8 +20,8 @@ What :class:`FusedEDSR` does at inference (eval, no autograd, float32 CPU; see
 
 Everywhere else on CPU (training, autograd, hooks on the convolutions, MAC counting
 with ``FlopCounterMode``, autocast) BasicSR's own modules run, but on a channels_last input:
-the same layers and autograd graph, a 1.3x faster EDSRmini training step (forward +
-backward, batch 16 x 48x48, 1 and 2 threads, measured), output returned contiguous.
+the same layers and autograd graph, a faster EDSRmini training step (forward + backward;
+``benchmarks/RESULTS.md``), output returned contiguous.
 Under ``torch.jit.trace`` (export), on GPU, or with ``fused_convs`` off, BasicSR's forward
 runs unchanged. Nothing derived from the parameters is cached: the scaled weights are
 recomputed each call (microseconds), since training and BasicSR's EMA update parameters

@@ -78,8 +78,8 @@ class FusedWindowAttention(WindowAttention):
 
         Without autograd: SDPA. With autograd (training): the explicit product, softmax,
         product, because PyTorch's CPU SDPA falls back to a slower generic path when the
-        mask (here the trainable bias) needs a gradient (measured: explicit 12% faster per
-        SwinIRmini training step than SDPA, which is no faster than BasicSR).
+        mask (here the trainable bias) needs a gradient (measured per SwinIRmini training step:
+        the explicit product beats SDPA there, which is no faster than BasicSR).
         """
         if torch.is_grad_enabled() and (q.requires_grad or mask.requires_grad):
             attn = (q * self.scale) @ k.transpose(-2, -1) + mask

@@ -16,9 +16,9 @@ build one pyramid on the difference instead of two (half the work, same value), 
 MultiLap's two pyramids run as one over the stacked channels. Blur + pool and
 zero-insertion + blur are evaluated as strided (transposed) convolutions, which skip the
 discarded and the zero samples: the same values (``tests/test_laplacian_loss.py`` checks
-them against a plain NumPy reference), about 30% faster on CPU; the difference image is
-kept in channels_last memory format, in which oneDNN's depthwise convolutions run another
-1.5x faster (forward + backward).
+them against a plain NumPy reference), faster on CPU; the difference image is kept in
+channels_last memory format, in which oneDNN's depthwise convolutions run faster still
+(forward + backward; both measured in ``benchmarks/RESULTS.md``).
 
 Sizes: the four 2x2 reductions need height and width divisible by 16, and the reflect
 padding of the coarsest blur needs at least 3 pixels there, so sizes must be multiples of
@@ -112,7 +112,7 @@ class _LaplacianPyramidL1(nn.Module):
             raise OptionError(f'{type(self).__name__} does not support per-pixel weights')
         self._check_size(pred, target)
         # channels_last: oneDNN's depthwise (grouped) convolutions, forward and backward, are
-        # 1.5x faster in that layout on CPU (measured in benchmarks/RESULTS.md); same values.
+        # faster in that layout on CPU (measured in benchmarks/RESULTS.md); same values.
         return self.loss_weight * self._loss((pred - target).contiguous(memory_format=torch.channels_last))
 
     def _loss(self, diff):

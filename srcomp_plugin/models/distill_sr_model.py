@@ -16,9 +16,9 @@ Options beyond SRModel's:
   ``distill_opt`` out means MultiLapLoss; ``distill_opt: ~`` turns distillation off (no teacher).
 * ``train.teacher_precision: bf16`` and ``train.teacher_channels_last: true`` (beyond the paper):
   run the live teacher under bfloat16 autocast and/or in channels_last memory format; measured
-  in ``benchmarks/RESULTS.md`` (EDSR teacher 3.4x faster on a bf16-capable CPU, >= 56 dB PSNR
-  against float32). SwinIR teachers always use the fused window attention, EDSR teachers the
-  fused channels_last convolutions (``srcomp_plugin/archs/``: same weights, same outputs to
+  in ``benchmarks/RESULTS.md`` (speed on a bf16-capable CPU, and PSNR against float32). SwinIR
+  teachers always use the fused window attention, EDSR teachers the fused channels_last
+  convolutions (``srcomp_plugin/archs/``: same weights, same outputs to
   float rounding).
 * ``train.teacher_cache`` (beyond the paper): ``{format: png|lmdb}`` or ``true``; see
   ``srcomp_plugin/data/teacher_cache.py``. Needs ``datasets.train.type:
