@@ -40,6 +40,9 @@ def main(argv=None):
         print(f'srcomp: unknown command {name!r}.\n\n{_usage()}', file=sys.stderr)
         return 2
     module_name = COMMANDS[name][0]
+    from . import basicsr_patches
+
+    basicsr_patches.install()  # every command that runs BasicSR code runs it as the entry points do
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:

@@ -30,6 +30,7 @@ from .archs.swinir_fast_attention import use_fused_attention
 from .errors import SrcompError
 from .measure.complexity import ProfileError, build_from_opt, window_of
 from .measure.profile_cli import parse_hw
+from .utils.checkpoint_io import load_state_dict
 
 FORMATS = {'onnx': '.onnx', 'torchscript': '.pt'}
 DEFAULT_EXAMPLE_HW = (37, 45)  # traced at a size that is no multiple of the window: padding is in the graph
@@ -68,7 +69,7 @@ def load_network(opt_path, checkpoint=None, network_key='network_g', param_key=N
     param_key = param_key or paths.get(f'param_key_{suffix}') or 'params'
 
     net = build_from_opt(dict(opt[network_key]), where=f'{opt_path}: {network_key}')
-    state, used_key = _read_state_dict(Path(checkpoint), param_key)
+    state, used_key = load_state_dict(Path(checkpoint), (param_key, 'params'))  # BasicSR's fallback to params
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -78,28 +79,6 @@ def load_network(opt_path, checkpoint=None, network_key='network_g', param_key=N
     info = {'opt': str(opt_path), 'network': network_key, 'arch': opt[network_key]['type'],
             'checkpoint': str(checkpoint), 'param_key': used_key}
     return net, info
-
-
-def _read_state_dict(path, param_key):
-    try:
-        loaded = torch.load(path, map_location='cpu', weights_only=True)
-    except FileNotFoundError:
-        raise ExportError(f'checkpoint {path} not found') from None
-    except Exception as err:  # noqa: BLE001  (unpickling errors have many types)
-        raise ExportError(f'cannot read checkpoint {path}: {err}') from err
-    if not isinstance(loaded, dict):
-        raise ExportError(f'checkpoint {path} holds a {type(loaded).__name__}, not a state dict')
-    used_key = None
-    if param_key in loaded and isinstance(loaded[param_key], dict):
-        loaded, used_key = loaded[param_key], param_key
-    elif 'params' in loaded and isinstance(loaded['params'], dict):
-        loaded, used_key = loaded['params'], 'params'  # BasicSR's fallback when params_ema is missing
-    if not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise ExportError(f'checkpoint {path} has neither "{param_key}" nor "params" and is no plain state dict '
-                          f'(keys: {", ".join(list(loaded)[:8])}); give the right --param-key')
-    # BasicSR strips the DataParallel/DDP prefix the same way.
-    state = {(k[7:] if k.startswith('module.') else k): v for k, v in loaded.items()}
-    return state, used_key
 
 
 # ----------------------------------------------------------------------------- export

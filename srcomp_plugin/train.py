@@ -13,9 +13,8 @@ import sys
 import srcomp_plugin  # noqa: F401  (registers the plugin before BasicSR builds anything)
 from basicsr.train import train_pipeline
 
+from srcomp_plugin import basicsr_patches
 from srcomp_plugin.errors import SrcompError, message
-from srcomp_plugin.models import safe_sr_model
-from srcomp_plugin.utils import option_checks, safe_yaml, training_length
 
 
 def _interrupt(signum, frame):
@@ -23,10 +22,7 @@ def _interrupt(signum, frame):
 
 
 def main():
-    safe_yaml.install()  # BasicSR's parse_options would build any Python object a YAML tag names
-    option_checks.install()  # a bad option file stops here, naming the option, before any folder is made
-    training_length.install()  # exactly train.total_iter iterations, whatever the dataset size
-    safe_sr_model.install()  # model_type SRModel gets atomic checkpoints and exact resume too
+    basicsr_patches.install()  # every change to BasicSR, listed with its reason in that module
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         train_pipeline(os.getcwd())

@@ -4,7 +4,10 @@ Their helpers are in ``helpers.py``, with the subprocess runners: every training
 through BasicSR's real pipeline (``python -m srcomp_plugin.train``), as a user runs it."""
 import pytest
 
+import srcomp_plugin.basicsr_patches
 from helpers import HR_SIZE, TRAIN_PHOTOS, VAL_PHOTOS, write_hr_crops
+
+srcomp_plugin.basicsr_patches.install()  # in-process tests run BasicSR as the entry points do
 
 
 @pytest.fixture(scope='session')

@@ -25,8 +25,8 @@ import torch
 import yaml
 
 from ..measure.complexity import ProfileError, profile_network
-from ..measure.sparsity import density_report
-from ..measure.sparsity_cli import load_state_dict, resolve_patterns
+from ..measure.sparsity import density_report, resolve_patterns
+from ..utils.checkpoint_io import CheckpointReadError, load_state_dict
 from .distill_options import build_distill_options
 from .errors import CompressError, CompressWarning
 from .families import teacher_family
@@ -65,12 +65,9 @@ def read_options(path):
 def load_teacher_checkpoint(network_opt, checkpoint, key=None, where='network_g'):
     """The checkpoint's state dict (``params`` by default), checked to load strictly into ``network_opt``."""
     try:
-        state_dict, key = load_state_dict(checkpoint, key)
-    except ValueError as err:
+        state_dict, key = load_state_dict(checkpoint, (key or 'params', ))
+    except CheckpointReadError as err:
         raise CompressError(str(err)) from err
-    except Exception as err:  # noqa: BLE001  (missing file, not a torch file, unpickling refused, ...)
-        raise CompressError(f'cannot load checkpoint {checkpoint}: {type(err).__name__}: {err}') from err
-    state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
     net = build_arch(network_opt['type'], {k: v for k, v in network_opt.items() if k != 'type'})
     try:
         net.load_state_dict(state_dict, strict=True)

@@ -205,3 +205,24 @@ def format_report(report, per_tensor=True):
             lines.append(f"{name:<52} {shape:<18} {entry['zeros']:>9,} {entry['density']:>8.4f} "
                          f"{min(per_channel):>7.3f} {max(per_channel):>7.3f} {entry['zero_channels']:>5}")
     return '\n'.join(lines)
+
+
+def resolve_patterns(state_dict, opt=None, measure=None, arch=None):
+    """Measured patterns and arch type from the command line, option file or key names."""
+    network_opt = (opt or {}).get('network_g') or {}
+    arch = arch or network_opt.get('type')
+    if measure:
+        return list(measure), arch
+    sparsity_opt = ((opt or {}).get('train') or {}).get('sparsity') or {}
+    if sparsity_opt.get('measure'):
+        patterns = sparsity_opt['measure']
+        return ([patterns] if isinstance(patterns, str) else list(patterns)), arch
+    if arch:
+        return default_measure_patterns(arch), arch
+    family = infer_family(state_dict)
+    if family == 'EDSR':
+        return list(EDSR_MEASURE), arch
+    if family == 'SwinIR':
+        return list(SWINIR_MEASURE), arch
+    raise ValueError('Cannot tell which weights to measure: the checkpoint is neither EDSR- nor SwinIR-shaped. '
+                     'Pass --measure GLOB [GLOB ...], --arch TYPE or -opt OPT.yml.')

@@ -11,12 +11,10 @@ import argparse
 import json
 import sys
 
-import torch
 import yaml
 
-from ..utils.checkpoint_io import load_checkpoint
-from .sparsity import (EDSR_MEASURE, SWINIR_MEASURE, default_measure_patterns, density_report, format_report,
-                       infer_family)
+from ..utils.checkpoint_io import load_state_dict
+from .sparsity import density_report, format_report, resolve_patterns
 
 
 def _parser():
@@ -37,45 +35,6 @@ def _parser():
     return parser
 
 
-def load_state_dict(path, key=None):
-    """``(state_dict, key)`` stored in ``path``: ``checkpoint[key]`` (default ``params``) or the file itself
-    (key ``None``)."""
-    checkpoint = load_checkpoint(path)
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f'{path}: not a state dict (got {type(checkpoint).__name__}).')
-    if key is not None:
-        if key not in checkpoint:
-            raise ValueError(f'{path}: no key {key!r}; keys are {sorted(checkpoint)}.')
-        return checkpoint[key], key
-    if 'params' in checkpoint and isinstance(checkpoint['params'], dict):
-        return checkpoint['params'], 'params'
-    if all(torch.is_tensor(v) for v in checkpoint.values()):
-        return checkpoint, None
-    raise ValueError(f'{path}: no "params" entry and not a plain state dict; pick one of {sorted(checkpoint)} '
-                     'with --key.')
-
-
-def resolve_patterns(state_dict, opt=None, measure=None, arch=None):
-    """Measured patterns and arch type from the command line, option file or key names."""
-    network_opt = (opt or {}).get('network_g') or {}
-    arch = arch or network_opt.get('type')
-    if measure:
-        return list(measure), arch
-    sparsity_opt = ((opt or {}).get('train') or {}).get('sparsity') or {}
-    if sparsity_opt.get('measure'):
-        patterns = sparsity_opt['measure']
-        return ([patterns] if isinstance(patterns, str) else list(patterns)), arch
-    if arch:
-        return default_measure_patterns(arch), arch
-    family = infer_family(state_dict)
-    if family == 'EDSR':
-        return list(EDSR_MEASURE), arch
-    if family == 'SwinIR':
-        return list(SWINIR_MEASURE), arch
-    raise ValueError('Cannot tell which weights to measure: the checkpoint is neither EDSR- nor SwinIR-shaped. '
-                     'Pass --measure GLOB [GLOB ...], --arch TYPE or -opt OPT.yml.')
-
-
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
@@ -83,7 +42,7 @@ def main(argv=None):
         if args.opt:
             with open(args.opt) as f:
                 opt = yaml.safe_load(f) or {}
-        state_dict, key = load_state_dict(args.checkpoint, args.key)
+        state_dict, key = load_state_dict(args.checkpoint, (args.key or 'params', ))
         patterns, arch = resolve_patterns(state_dict, opt, args.measure, args.arch)
         report = density_report(state_dict, patterns, arch)
     except (OSError, ValueError, yaml.YAMLError) as err:

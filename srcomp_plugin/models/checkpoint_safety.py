@@ -31,6 +31,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 
 from ..errors import SrcompError
+from ..utils.checkpoint_io import CheckpointReadError, load_checkpoint
 from ..utils.exact_resume import get_rng_state, latest_train_sampler, set_rng_state
 
 
@@ -71,10 +72,10 @@ class CheckpointSafetyMixin:
     def _load_error(self, option, which, net, load_path, param_key, err):
         """The ``CheckpointLoadError`` that explains why BasicSR's ``load_network`` failed."""
         try:
-            content = torch.load(load_path, map_location='cpu', weights_only=True)
-        except Exception as read_err:
+            content = load_checkpoint(load_path)
+        except CheckpointReadError as read_err:
             return CheckpointLoadError(f'{option}: {load_path} is not a readable PyTorch checkpoint (truncated or '
-                                       f'corrupt?): {type(read_err).__name__}: {read_err}')
+                                       f'corrupt?): {read_err}')
         if param_key is not None and isinstance(content, dict) and param_key not in content and \
                 'params' not in content:
             return CheckpointLoadError(

@@ -151,10 +151,9 @@ def bicubic_scores(data, scale):
 
 def infer_edsr_network(checkpoint):
     """The EDSR shape of a BasicSR EDSR checkpoint (res_scale cannot be read: assumed 1)."""
-    import torch
+    from ..utils.checkpoint_io import load_state_dict
 
-    state = torch.load(checkpoint, map_location='cpu', weights_only=True)
-    state = state.get('params_ema', state.get('params', state))
+    state, _ = load_state_dict(checkpoint, ('params_ema', 'params'))
     if 'conv_first.weight' not in state or not any(k.startswith('body.') for k in state):
         raise DemoError(f'--teacher {checkpoint}: not a BasicSR EDSR checkpoint (no conv_first/body keys); '
                         'give --teacher-opt with its network_g')
