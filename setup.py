@@ -27,7 +27,7 @@ setup(
         'tqdm',  # progress bars
     ],
     extras_require={
-        'test': ['pytest'],
+        'test': ['pytest', 'onnx', 'onnxruntime'],  # the ONNX export is checked in CI too
         'onnx': ['onnx', 'onnxruntime'],
     },
     entry_points={'console_scripts': ['srcomp=srcomp_plugin.cli:main']},

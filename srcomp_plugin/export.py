@@ -123,14 +123,16 @@ def export_network(net, path, fmt, example_hw=DEFAULT_EXAMPLE_HW, opset=17):
     except ImportError:
         raise ExportError('ONNX export needs the onnx package: pip install "srcomp_plugin[onnx]" '
                           '(or pip install onnx onnxruntime)') from None
-    axes = {0: 'batch', 2: 'height', 3: 'width'}
+    # the output is scale times larger: its axes get their own names, or shape inference and
+    # TensorRT would take them for the input's
+    lq_axes, sr_axes = {0: 'batch', 2: 'height', 3: 'width'}, {0: 'batch', 2: 'sr_height', 3: 'sr_width'}
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', FutureWarning)
         warnings.simplefilter('ignore', DeprecationWarning)
         warnings.simplefilter('ignore', torch.jit.TracerWarning)
         with torch.no_grad():
             torch.onnx.export(net, (example, ), str(path), dynamo=False, opset_version=opset, input_names=['lq'],
-                              output_names=['sr'], dynamic_axes={'lq': axes, 'sr': axes})
+                              output_names=['sr'], dynamic_axes={'lq': lq_axes, 'sr': sr_axes})
     return path
 
 

@@ -89,6 +89,10 @@ def test_onnx_export_matches_pytorch(tmp_path, capsys, arch):
     assert result['param_key'] == 'params_ema'
     assert result['output'] == str(ckpt.with_suffix('.onnx'))
     assert result['checks'] and all(row['ok'] for row in result['checks'])
+    graph = __import__('onnx').load(result['output']).graph
+    dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in
+            list(graph.input) + list(graph.output)}
+    assert dims == {'lq': ['batch', 3, 'height', 'width'], 'sr': ['batch', 3, 'sr_height', 'sr_width']}
     session = ort.InferenceSession(result['output'], providers=['CPUExecutionProvider'])
     for x in inputs():
         with torch.no_grad():
