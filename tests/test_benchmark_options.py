@@ -20,7 +20,7 @@ OPTIONS = Path(__file__).resolve().parents[1] / 'options' / 'test'
 SETS = ['Set5', 'Set14', 'B100', 'Urban100', 'Manga109']
 # model prefix -> (arch type, parameters at x2, x3, x4 from docs/method.md)
 MODELS = {
-    'EDSR_f64b16': ('EDSRmini', {2: 1_369_859, 3: 1_554_499, 4: 1_517_571}),
+    'EDSR_f64b16': ('EDSR', {2: 1_369_859, 3: 1_554_499, 4: 1_517_571}),
     'EDSRmini': ('EDSRmini', {2: 49_603, 3: 61_203, 4: 58_883}),
     'SwinIR_light': ('SwinIRmini', {2: 910_152, 3: 918_267, 4: 929_628}),
     'SwinIRmini': ('SwinIRmini', {2: 98_868, 3: 102_123, 4: 106_680}),

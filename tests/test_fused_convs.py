@@ -163,3 +163,20 @@ def test_edsrmini_option_switch():
 
     assert build_network({'type': 'EDSRmini'}).fused_convs is True
     assert build_network({'type': 'EDSRmini', 'fused_convs': False}).fused_convs is False
+
+
+def test_the_test_pipeline_runs_basicsr_edsr_fused(tmp_path):
+    """``model_type: SRModel`` with ``type: EDSR`` (the teachers' test files): the entry points'
+    SRModel runs it on the fused path when testing, with BasicSR's outputs."""
+    from srcomp_plugin.models.safe_sr_model import SafeSRModel
+
+    network_g = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
+    opt = {'num_gpu': 0, 'dist': False, 'is_train': False, 'network_g': network_g,
+           'path': {'models': str(tmp_path), 'pretrain_network_g': None, 'strict_load_g': True}}
+    net = SafeSRModel(opt).net_g
+    assert isinstance(net, FusedEDSR) and net.fused_convs
+    reference = EDSR(3, 3, num_feat=8, num_block=1, upscale=2)
+    reference.load_state_dict(net.state_dict())
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        assert (net(x) - reference(x)).abs().max().item() < 1e-5

@@ -15,11 +15,22 @@ from copy import deepcopy
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 
+from ..archs.edsr_fused_convs import use_fused_convs
 from .checkpoint_safety import CheckpointSafetyMixin
 
 
 class SafeSRModel(CheckpointSafetyMixin, SRModel):
-    """``SRModel``, trained and checkpointed as the plugin's models are."""
+    """``SRModel``, trained and checkpointed as the plugin's models are.
+
+    In the test pipeline, a BasicSR ``EDSR`` (e.g. a teacher in ``options/test/``) runs the
+    fused channels_last convolutions that ``EDSRmini`` runs: same module, weights and outputs
+    to float rounding, faster on CPU.
+    """
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        if not self.is_train:
+            use_fused_convs(self.net_g)
 
 
 def install():
