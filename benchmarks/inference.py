@@ -51,8 +51,8 @@ def _hw(text):
 def build(name, scale, eager=False):
     """The network of ``name``'s test option file; ``eager`` switches back to BasicSR's own forward."""
     import srcomp_plugin  # noqa: F401
-    from srcomp_plugin.archs.edsr_fused_convs import use_eager_convs
-    from srcomp_plugin.archs.swinir_fast_attention import use_eager_attention
+    from srcomp_plugin.accel.edsr_fused_convs import use_eager_convs
+    from srcomp_plugin.accel.swinir_fast_attention import use_eager_attention
     from srcomp_plugin.measure.complexity import build_from_opt
 
     option_file = REPO / OPTIONS[name].format(s=scale)
@@ -168,7 +168,7 @@ def _time_variants(variants, x, args, log):
 
 def run_edsr_ablation(args, log):
     """EDSRmini at ``--ablation-size`` (default the 720p LR): BasicSR, + channels_last, + fused convolutions."""
-    from srcomp_plugin.archs.edsr_fused_convs import use_eager_convs
+    from srcomp_plugin.accel.edsr_fused_convs import use_eager_convs
 
     fused, _, _ = build('EDSRmini', args.scale)
     eager = use_eager_convs(copy.deepcopy(fused))
@@ -185,7 +185,7 @@ def run_ablation(args, log):
     """SwinIRmini at ``--ablation-size``, each optimisation added in turn (see RESULTS.md)."""
     from basicsr.archs.swinir_arch import WindowAttention
 
-    from srcomp_plugin.archs import swinir_fast_attention as fast
+    from srcomp_plugin.accel import swinir_fast_attention as fast
 
     fused, _, _ = build('SwinIRmini', args.scale)
     eager = fast.use_eager_attention(copy.deepcopy(fused))

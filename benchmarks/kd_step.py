@@ -117,8 +117,8 @@ def run_one(args, mode):
         # What train.teacher_cache leaves: no teacher, targets arriving with the batch.
         model.net_t, model.use_teacher_cache = None, True
     elif mode == 'kd_release':
-        from srcomp_plugin.archs.edsr_fused_convs import use_eager_convs
-        from srcomp_plugin.archs.swinir_fast_attention import use_eager_attention
+        from srcomp_plugin.accel.edsr_fused_convs import use_eager_convs
+        from srcomp_plugin.accel.swinir_fast_attention import use_eager_attention
 
         teacher = use_eager_convs(use_eager_attention(model.net_t)).train().requires_grad_(True)
         model.teacher_targets = lambda: teacher(model.lq)  # grad on inside optimize_parameters

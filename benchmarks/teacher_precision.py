@@ -77,8 +77,8 @@ def _to_tensor(bgr):
 
 def build_teacher(name, checkpoint, device):
     import srcomp_plugin  # noqa: F401
-    from srcomp_plugin.archs.edsr_fused_convs import use_fused_convs
-    from srcomp_plugin.archs.swinir_fast_attention import use_fused_attention
+    from srcomp_plugin.accel.edsr_fused_convs import use_fused_convs
+    from srcomp_plugin.accel.swinir_fast_attention import use_fused_attention
     from srcomp_plugin.measure.complexity import build_from_opt
 
     option_file = REPO / TEACHERS[name][0]

@@ -2,7 +2,7 @@
 
 The network is built from an option file's ``network_g`` (or ``--network``) and loaded
 from a BasicSR checkpoint the way BasicSR loads one (``params``/``params_ema``, strict).
-SwinIR-family networks are switched to :mod:`srcomp_plugin.archs.swinir_fast_attention`,
+SwinIR-family networks are switched to :mod:`srcomp_plugin.accel.swinir_fast_attention`,
 whose blocks (and ``SwinIRmini``'s padding) trace to shape-generic graphs: the batch,
 height and width of the exported model are dynamic. Both formats come from
 ``torch.jit.trace`` (for ONNX via the TorchScript-based exporter, which needs only the
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from .archs.swinir_fast_attention import use_fused_attention
+from .accel.swinir_fast_attention import use_fused_attention
 from .errors import SrcompError
 from .measure.complexity import ProfileError, build_from_opt, window_of
 from .measure.profile_cli import parse_hw

@@ -17,7 +17,7 @@ from basicsr.data import build_dataset
 from basicsr.models import build_model
 from basicsr.utils.options import parse_options
 from helpers import run_module, run_torchrun, write_opt
-from srcomp_plugin.archs.edsr_fused_convs import use_eager_convs
+from srcomp_plugin.accel.edsr_fused_convs import use_eager_convs
 from srcomp_plugin.models.distill_sr_model import apply_release_aliases
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import srcomp_plugin  # noqa: F401  (registers the archs)
 from basicsr.archs import build_network
 from helpers import write_opt
 from srcomp_plugin import cli
-from srcomp_plugin.archs.swinir_fast_attention import use_eager_attention
+from srcomp_plugin.accel.swinir_fast_attention import use_eager_attention
 
 # TorchScript is deprecated in favour of torch.export but still what the issue asks for.
 pytestmark = pytest.mark.filterwarnings('ignore:`torch.jit.:FutureWarning')

@@ -13,7 +13,7 @@ import torch
 import srcomp_plugin  # noqa: F401  (BasicSR needs the plugin's torchvision alias before import)
 from basicsr.archs.swinir_arch import SwinIR, SwinTransformerBlock, WindowAttention
 from srcomp_plugin.archs import SwinIRmini
-from srcomp_plugin.archs.swinir_fast_attention import (FusedSwinTransformerBlock, FusedWindowAttention,
+from srcomp_plugin.accel.swinir_fast_attention import (FusedSwinTransformerBlock, FusedWindowAttention,
                                                        use_eager_attention, use_fused_attention,
                                                        uses_fused_attention, window_geometry)
 
@@ -69,7 +69,7 @@ def test_fused_matches_basicsr(hw, batch, autograd):
 
 def test_plain_module_path_matches_without_onednn_fusion(monkeypatch):
     """Builds without oneDNN's fused linear fall back to the plain modules, same output."""
-    from srcomp_plugin.archs import swinir_fast_attention
+    from srcomp_plugin.accel import swinir_fast_attention
 
     monkeypatch.setattr(swinir_fast_attention, 'LINEAR_POINTWISE', None)
     eager, fused = eager_and_fused()

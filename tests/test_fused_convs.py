@@ -12,8 +12,9 @@ import torch
 
 import srcomp_plugin  # noqa: F401  (BasicSR needs the plugin's torchvision alias before import)
 from basicsr.archs.edsr_arch import EDSR
-from srcomp_plugin.archs import EDSRmini, edsr_fused_convs, onednn_fusion
-from srcomp_plugin.archs.edsr_fused_convs import FusedEDSR, use_eager_convs, use_fused_convs
+from srcomp_plugin.accel import edsr_fused_convs, onednn_fusion
+from srcomp_plugin.archs import EDSRmini
+from srcomp_plugin.accel.edsr_fused_convs import FusedEDSR, use_eager_convs, use_fused_convs
 
 pytestmark = [
     pytest.mark.usefixtures('one_thread'),

@@ -3,12 +3,12 @@
 Same modules and state-dict keys as ``basicsr.archs.edsr_arch.EDSR`` (a BasicSR EDSR
 checkpoint of the same shape loads with ``strict=True``); only the defaults differ:
 num_feat 16, num_block 8 and the release's ``res_scale: 2``. Unless ``fused_convs: false``,
-inference runs the fused channels_last convolutions of :mod:`.edsr_fused_convs` (same
+inference runs the fused channels_last convolutions of :mod:`srcomp_plugin.accel.edsr_fused_convs` (same
 weights, same output to float rounding, faster on CPU: ``benchmarks/RESULTS.md``).
 """
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from .edsr_fused_convs import FusedEDSR
+from ..accel.edsr_fused_convs import FusedEDSR
 
 
 @ARCH_REGISTRY.register()

@@ -5,7 +5,7 @@ kwargs (``img_size`` included, since the shift masks are buffers sized by it). W
 preset adds: any input size is accepted. BasicSR's SwinIR fails when the LR size is not a
 multiple of the window; SwinIRmini reflect-pads the input up to the next multiple and
 crops the output back to ``scale x`` the input size. And, unless ``fused_attention: false``,
-its window attention runs the fused path of :mod:`.swinir_fast_attention` (same weights,
+its window attention runs the fused path of :mod:`srcomp_plugin.accel.swinir_fast_attention` (same weights,
 same output to float rounding, several times faster on CPU).
 """
 import torch
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from basicsr.archs.swinir_arch import SwinIR
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from .swinir_fast_attention import use_fused_attention
+from ..accel.swinir_fast_attention import use_fused_attention
 
 
 @ARCH_REGISTRY.register()

@@ -18,7 +18,7 @@ Options beyond SRModel's:
   run the live teacher under bfloat16 autocast and/or in channels_last memory format; measured
   in ``benchmarks/RESULTS.md`` (speed on a bf16-capable CPU, and PSNR against float32). SwinIR
   teachers always use the fused window attention, EDSR teachers the fused channels_last
-  convolutions (``srcomp_plugin/archs/``: same weights, same outputs to
+  convolutions (``srcomp_plugin/accel/``: same weights, same outputs to
   float rounding).
 * ``train.teacher_cache`` (beyond the paper): ``{format: png|lmdb}`` or ``true``; see
   ``srcomp_plugin/data/teacher_cache.py``. Needs ``datasets.train.type:
@@ -62,8 +62,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from ..data.distill_paired_dataset import DistillPairedImageDataset
 from ..data.extra_inputs_dataset import ExtraInputsPairedImageDataset, read_extra_prob
 from ..data.teacher_cache import cache_fingerprint, fill_cache, open_cache
-from ..archs.edsr_fused_convs import use_fused_convs
-from ..archs.swinir_fast_attention import use_fused_attention
+from ..accel import use_cpu_fast_paths
 from ..errors import InputFileError, OptionError
 from .checkpoint_safety import CheckpointLoadError, CheckpointSafetyMixin
 
@@ -207,8 +206,7 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
                 'path.param_key_t (default "params"; ~ for a bare state dict).') from err
         net_t.eval()
         net_t.requires_grad_(False)
-        use_fused_attention(net_t)  # SwinIR teachers: fused window attention (same weights, same outputs)
-        use_fused_convs(net_t)  # EDSR teachers: fused channels_last convolutions (likewise)
+        use_cpu_fast_paths(net_t)  # same weights, same outputs to float rounding
         precision = self.opt['train'].get('teacher_precision', 'fp32')
         if precision not in ('fp32', 'bf16'):
             raise OptionError(f'train.teacher_precision must be fp32 or bf16, got {precision!r}')

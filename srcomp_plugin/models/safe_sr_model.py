@@ -15,22 +15,22 @@ from copy import deepcopy
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 
-from ..archs.edsr_fused_convs import use_fused_convs
+from ..accel import use_cpu_fast_paths
 from .checkpoint_safety import CheckpointSafetyMixin
 
 
 class SafeSRModel(CheckpointSafetyMixin, SRModel):
     """``SRModel``, trained and checkpointed as the plugin's models are.
 
-    In the test pipeline, a BasicSR ``EDSR`` (e.g. a teacher in ``options/test/``) runs the
-    fused channels_last convolutions that ``EDSRmini`` runs: same module, weights and outputs
-    to float rounding, faster on CPU.
+    In the test pipeline, BasicSR's ``EDSR`` and ``SwinIR`` (e.g. the teachers in
+    ``options/test/``) run the CPU fast paths that the presets run (:mod:`srcomp_plugin.accel`):
+    same modules, weights and outputs to float rounding.
     """
 
     def __init__(self, opt):
         super().__init__(opt)
         if not self.is_train:
-            use_fused_convs(self.net_g)
+            use_cpu_fast_paths(self.net_g)
 
 
 def install():
