@@ -21,7 +21,7 @@ from srcomp_plugin.accel.edsr_fused_convs import use_eager_convs
 from srcomp_plugin.models.distill_sr_model import apply_release_aliases
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_OPT = REPO / 'options' / 'distill' / 'train_EDSRmini_x2_distill_tiny_cpu.yml'
+TINY_OPT = REPO / 'tests' / 'data' / 'options' / 'train_EDSRmini_x2_distill_tiny_cpu.yml'
 
 
 def _load_tiny():

@@ -15,7 +15,7 @@ from srcomp_plugin.cli import main as srcomp_main
 from srcomp_plugin.measure.sparsity import default_measure_patterns, density_report, select_params
 
 OPTIONS = Path(__file__).resolve().parents[1] / 'options' / 'prune'
-TINY = OPTIONS / 'tiny_cpu_EDSR_x2_prune.yml'
+TINY = Path(__file__).resolve().parent / 'data' / 'options' / 'tiny_cpu_EDSR_x2_prune.yml'
 MSG_LINE = re.compile(r'iter:\s*([\d,]+),.*density: (\S+) orthant_phase: (\S+)')
 
 
