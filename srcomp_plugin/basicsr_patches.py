@@ -10,7 +10,8 @@ the CPU fallbacks defer to BasicSR's own code.
 """
 from .data import dataset_checks
 from .models import safe_sr_model
-from .utils import cpu_support, exact_resume, option_checks, registry_errors, safe_yaml, training_length
+from .utils import (cpu_support, exact_resume, option_checks, registry_errors, safe_yaml, test_progress,
+                    training_length)
 
 # (module whose install() applies it, what it replaces, why)
 PATCHES = (
@@ -33,6 +34,8 @@ PATCHES = (
      'checkpoint-shape errors'),
     (registry_errors, 'get() of the arch, model, loss, dataset and metric registries',
      'an unknown type: names the option, suggests the closest registered names'),
+    (test_progress, 'parse_options in basicsr.test (after the option checks)',
+     'a per-image progress bar while testing (val.pbar defaults to true), instead of minutes of silence'),
     (dataset_checks, 'build_dataset in basicsr.train / basicsr.test, PairedImageDataset.__getitem__',
      'missing or empty folders, unpaired names, wrong LR sizes and unreadable images are named before '
      'training (or when read), not a NoneType crash mid-run'),

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+from helpers import run_module, write_opt
+
 PROBE = r'''
 import json
 import srcomp_plugin
@@ -22,7 +24,7 @@ def owners():
         'model_to_device': base_model.BaseModel.model_to_device.__module__,
         'load_resume_state': tr.load_resume_state.__module__,
         'train.parse_options': tr.parse_options.__module__,
-        'test.parse_options': bt.parse_options.__module__,
+        'test.parse_options': bt.parse_options.__module__,  # option checks, then the progress bar
         'EnlargedSampler': tr.EnlargedSampler.__module__,
         'create_train_val_dataloader': tr.create_train_val_dataloader.__module__,
         'train.build_model': tr.build_model.__module__,
@@ -47,3 +49,19 @@ def test_import_changes_nothing_and_install_changes_every_listed_name():
     owners = json.loads(proc.stdout.strip().splitlines()[-1])
     assert all(m.startswith('basicsr') for m in owners['before'].values()), owners['before']
     assert all(m.startswith('srcomp_plugin') for m in owners['after'].values()), owners['after']
+
+
+def test_the_test_entry_point_shows_per_image_progress(sr_dataset, random_teacher, tmp_path):
+    """``val.pbar`` defaults to true through ``srcomp_plugin.test``: a bar counts the images."""
+    network = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 12, 'num_block': 1, 'upscale': 2}
+    opt = {'name': 'progress', 'model_type': 'SRModel', 'scale': 2, 'num_gpu': 0,
+           'datasets': {'test_1': {'name': 'tiny_val', 'type': 'PairedImageDataset', 'io_backend': {'type': 'disk'},
+                                   'dataroot_gt': str(sr_dataset['val_gt']), 'dataroot_lq': str(sr_dataset['val_lq']),
+                                   'filename_tmpl': '{}x2'}},
+           'network_g': network, 'path': {'pretrain_network_g': str(random_teacher), 'strict_load_g': True},
+           'val': {'save_img': False, 'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 2}}}}
+    proc = run_module('srcomp_plugin.test', ['-opt', write_opt(tmp_path / 'test.yml', opt)], cwd=tmp_path)
+    assert '2/2' in proc.stderr and 'image' in proc.stderr, proc.stderr[-2000:]
+    opt['val']['pbar'] = False  # the option file still decides
+    proc = run_module('srcomp_plugin.test', ['-opt', write_opt(tmp_path / 'quiet.yml', opt)], cwd=tmp_path)
+    assert '2/2' not in proc.stderr

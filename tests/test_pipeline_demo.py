@@ -47,6 +47,10 @@ def test_demo_quick_prints_the_comparison_table(demo):
     assert set(ckpt) == {'params', 'params_ema'}
     assert 'they end below bicubic, as expected of a smoke run' in out
     assert 'teacher: EDSR (shipped)' in out and 'target ratio 0.04' in out  # the default teacher and target
+    # quiet by default: BasicSR's option and network dumps go to one log per run, not the terminal
+    assert 'INFO: Network' not in out and len(out.splitlines()) < 200, len(out.splitlines())
+    assert 'INFO: Network' in (work / 'logs' / f'{NAME}_scratch.log').read_text()
+    assert (work / 'logs' / f'{NAME}_prune.log').is_file() and (work / 'logs' / f'{NAME}_test.log').is_file()
 
 
 @pytest.mark.slow

@@ -19,14 +19,13 @@ is fixed by ``--ratio`` rather than by the measured density. Everything is writt
 """
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from ..errors import SrcompError
 from .demo_data import build_demo_dataset
-from .runner import Pipeline, StageFailed
+from .runner import Pipeline, StageFailed, run_command
 from .stage_options import deep_merge, load_yaml, save_yaml
 
 
@@ -95,13 +94,19 @@ def _train_opt(name, network, datasets, budget, iters, scale, lr=5e-4):
             'logger': _logger(budget, iters)}
 
 
-def _run(cmd, cwd):
-    print(f'[srcomp demo] $ {" ".join(cmd)}', flush=True)
-    if subprocess.run(cmd, cwd=cwd).returncode != 0:
-        raise StageFailed(f'command failed: {" ".join(cmd)} (in {cwd}); rerun `srcomp demo` to resume')
+def _run(cmd, cwd, name, logs):
+    """Run a training or test; its output goes to ``logs/<name>.log`` unless ``logs`` is None (--verbose)."""
+    log_path = None if logs is None else logs / f'{name}.log'
+    if log_path is None:
+        print(f'[srcomp demo] $ {" ".join(cmd)}', flush=True)
+    else:
+        print(f'[srcomp demo] {name}: running (output in {log_path})', flush=True)
+    code = run_command(cmd, cwd, log_path)
+    if code != 0:
+        raise StageFailed(f'command failed (exit {code}): {" ".join(cmd)} (in {cwd}); rerun `srcomp demo` to resume')
 
 
-def train_if_needed(workdir, opt):
+def train_if_needed(workdir, opt, logs=None):
     """Train with BasicSR's pipeline unless ``net_g_latest.pth`` exists; resume a partial run."""
     exp = workdir / 'experiments' / opt['name']
     latest = exp / 'models' / 'net_g_latest.pth'
@@ -112,11 +117,11 @@ def train_if_needed(workdir, opt):
     path.parent.mkdir(parents=True, exist_ok=True)
     save_yaml(path, opt)
     _run([sys.executable, '-m', 'srcomp_plugin.train', '-opt', str(path)] + (['--auto_resume'] if exp.is_dir() else []),
-         workdir)
+         workdir, opt['name'], logs)
     return latest
 
 
-def test_if_needed(workdir, name, network, checkpoint, datasets, scale):
+def test_if_needed(workdir, name, network, checkpoint, datasets, scale, logs=None):
     """Test with BasicSR's pipeline unless results exist; return the results folder."""
     results = workdir / 'results' / name
     if not any(results.glob('test_*.log')):
@@ -126,7 +131,7 @@ def test_if_needed(workdir, name, network, checkpoint, datasets, scale):
                'val': {'save_img': False, 'suffix': None, 'metrics': _metrics(scale)}}
         path = workdir / 'options' / f'{name}.yml'
         save_yaml(path, opt)
-        _run([sys.executable, '-m', 'srcomp_plugin.test', '-opt', str(path)], workdir)
+        _run([sys.executable, '-m', 'srcomp_plugin.test', '-opt', str(path)], workdir, name, logs)
     return results
 
 
@@ -182,6 +187,8 @@ def build_parser():
                         f'shipped teacher, {RATIOS["trained"]} with a teacher trained here)')
     parser.add_argument('--workdir', default='srcomp_demo', help='everything is written here (default ./srcomp_demo)')
     parser.add_argument('--no-latency', action='store_true', help='skip the 720p CPU latency column')
+    parser.add_argument('--verbose', action='store_true',
+                        help="show BasicSR's output of every training and test (by default it goes to <workdir>/logs/)")
     return parser
 
 
@@ -194,7 +201,7 @@ def shipped_teacher(arch, scale):
     return (path, dict(entry[1])) if path.is_file() else None
 
 
-def choose_teacher(args, workdir, tag, datasets, budget, scale):
+def choose_teacher(args, workdir, tag, datasets, budget, scale, logs=None):
     """``(network_g, checkpoint, source)``: --teacher, the shipped teacher, or one trained here."""
     if args.teacher:
         teacher_net = (dict(load_yaml(args.teacher_opt)['network_g']) if args.teacher_opt
@@ -208,7 +215,7 @@ def choose_teacher(args, workdir, tag, datasets, budget, scale):
               flush=True)
     teacher_net = dict(TEACHERS[args.arch], upscale=scale)
     checkpoint = train_if_needed(workdir, _train_opt(f'{tag}_teacher', teacher_net, datasets, budget,
-                                                     budget['teacher'], scale))
+                                                     budget['teacher'], scale), logs)
     return teacher_net, checkpoint, 'trained'
 
 
@@ -221,7 +228,7 @@ def _student_overrides(datasets, budget, lr=None):
             'logger': _logger(budget, budget['student'])}
 
 
-def distill_paper(workdir, pipeline, tag, ratio, datasets, budget):
+def distill_paper(workdir, pipeline, tag, ratio, datasets, budget, logs=None):
     """The ``paper`` recipe from the pipeline's own stage-1 result: compress, then distil."""
     from ..compress import compress
 
@@ -230,7 +237,7 @@ def distill_paper(workdir, pipeline, tag, ratio, datasets, budget):
         compress(pipeline.option_file('prune'), pipeline.final_checkpoint('prune'), out, ratio=ratio,
                  recipe='paper', total_iter=budget['student'], name=f'{tag}_paper', macs=False)
     opt = deep_merge(load_yaml(out), _student_overrides(datasets, budget, lr=SCRATCH_LR))
-    return opt['network_g'], train_if_needed(workdir, opt)
+    return opt['network_g'], train_if_needed(workdir, opt, logs)
 
 
 def run_demo(args):
@@ -241,12 +248,14 @@ def run_demo(args):
     if workdir.exists() and not workdir.is_dir():
         raise DemoError(f'--workdir {args.workdir} is a file; give a folder (it is created if missing)')
     tag = f'demo_{args.arch}_x{scale}' + ('_quick' if args.quick else '')
-    print(f'[srcomp demo] working in {workdir} ({tag})', flush=True)
+    logs = None if args.verbose else workdir / 'logs'
+    print(f'[srcomp demo] working in {workdir} ({tag})' + ('' if logs is None else
+          f"; BasicSR's output of each run goes to {logs}/ (--verbose shows it)"), flush=True)
     data = build_demo_dataset(workdir / 'datasets' / f'x{scale}', scale)
     datasets = _dataset_opts(data, scale, budget['batch'], budget['lr_patch'])
 
     # 1. teacher
-    teacher_net, teacher_ckpt, source = choose_teacher(args, workdir, tag, datasets, budget, scale)
+    teacher_net, teacher_ckpt, source = choose_teacher(args, workdir, tag, datasets, budget, scale, logs)
     ratio = args.ratio or RATIOS['shipped' if source == 'shipped' else 'trained']
     print(f'[srcomp demo] teacher: {teacher_net["type"]} ({source}) {teacher_ckpt}; target ratio {ratio}', flush=True)
 
@@ -261,16 +270,16 @@ def run_demo(args):
         'compress': {'ratio': ratio, 'depth_keep': 0.5},
         'distill': deep_merge(_student_overrides(datasets, budget), {'train': {'total_iter': budget['student']}}),
     }
-    pipeline = Pipeline(pipe, root=workdir, log=lambda m: print(m, flush=True))
+    pipeline = Pipeline(pipe, root=workdir, log=lambda m: print(m, flush=True), output_dir=logs)
     pipeline.run()
     student_net = load_yaml(pipeline.option_file('distill'))['network_g']
 
     # 3. the same student via the paper's recipe, from the same stage-1 result
-    paper_net, paper_ckpt = distill_paper(workdir, pipeline, tag, ratio, datasets, budget)
+    paper_net, paper_ckpt = distill_paper(workdir, pipeline, tag, ratio, datasets, budget, logs)
 
     # 4. the same student trained from scratch (L1 to ground truth only), same iterations
     scratch_ckpt = train_if_needed(workdir, _train_opt(f'{tag}_scratch', student_net, datasets, budget,
-                                                       budget['student'], scale, lr=SCRATCH_LR))
+                                                       budget['student'], scale, lr=SCRATCH_LR), logs)
 
     # 5. evaluation
     rows = [('bicubic', None, None, bicubic_scores(data, scale))]
@@ -279,7 +288,7 @@ def run_demo(args):
             ('scratch', student_net, scratch_ckpt, None),
             ('paper', paper_net, paper_ckpt, None),
             ('srcomp', student_net, pipeline.final_checkpoint('distill'), pipeline.results_dir())):
-        results = results or test_if_needed(workdir, f'{tag}_{role}_test', net, ckpt, datasets, scale)
+        results = results or test_if_needed(workdir, f'{tag}_{role}_test', net, ckpt, datasets, scale, logs)
         rows.append((role, net, ckpt, read_test_scores(results)))
     records = table_records(rows, scale, latency=not args.no_latency)
     table = format_table(records)

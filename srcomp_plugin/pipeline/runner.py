@@ -33,11 +33,33 @@ class StageFailed(RuntimeError):
     """A stage's child process failed; the message says which command to rerun."""
 
 
+def run_command(cmd, cwd, log_path=None):
+    """Run ``cmd`` in ``cwd`` and return its exit code.
+
+    Its output goes to the terminal, or (``log_path``) is appended to that file, whose last
+    lines are printed if the command fails: BasicSR prints every option and the whole
+    network at each start, which buries a short run's result.
+    """
+    if log_path is None:
+        return subprocess.run(cmd, cwd=cwd).returncode
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, 'a', encoding='utf-8') as f:
+        f.write(f'$ {" ".join(map(str, cmd))}\n')
+        f.flush()
+        code = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        tail = log_path.read_text(encoding='utf-8', errors='replace').splitlines()[-20:]
+        print('\n'.join(tail), file=sys.stderr)
+    return code
+
+
 class Pipeline:
     """The four stages of one pipeline option dict, rooted at ``root`` (the cwd by default)."""
 
-    def __init__(self, pipe, root='.', log=print, force=False):
+    def __init__(self, pipe, root='.', log=print, force=False, output_dir=None):
         so.check_pipeline_options(pipe)
+        self.output_dir = Path(output_dir) if output_dir else None  # None: children print to the terminal
         self.pipe = pipe
         self.force = force
         self._fresh = False
@@ -145,9 +167,11 @@ class Pipeline:
         self._call(stage, cmd)
 
     def _call(self, stage, cmd):
-        proc = subprocess.run(cmd, cwd=self.root)
-        if proc.returncode != 0:
-            raise StageFailed(f'stage {stage} failed (exit {proc.returncode}); rerun `srcomp pipeline` to resume, '
+        log_path = self.output_dir / f'{self.name}_{stage}.log' if self.output_dir else None
+        code = run_command(cmd, self.root, log_path)
+        if code != 0:
+            where = f' (output: {log_path})' if log_path else ''
+            raise StageFailed(f'stage {stage} failed (exit {code}){where}; rerun `srcomp pipeline` to resume, '
                               f'or run by hand: {" ".join(cmd)}')
 
     def _run_prune(self):
