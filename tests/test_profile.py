@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import srcomp_plugin  # noqa: F401
 from basicsr.archs import build_network
-from helpers import write_opt
+from helpers import run_module, write_opt
 from srcomp_plugin import cli
 from srcomp_plugin.measure import (ProfileError, count_macs, mac_counts, measure_latency, peak_memory,
                                    profile_network)
@@ -209,3 +209,12 @@ def test_cli_error_names_the_option_file_key(tmp_path, capsys):
     assert profile_main(['-opt', str(opt), '--no-latency', '--no-memory']) == 2
     err = capsys.readouterr().err
     assert 'o.yml' in err and '"network_g"' in err
+
+
+def test_cli_says_what_it_is_doing_on_stderr(tmp_path):
+    """The slow steps are announced on stderr; stdout stays the report (here JSON)."""
+    proc = run_module('srcomp_plugin.cli', ['profile', '--arch', 'EDSRmini', '--no-memory', '--repeats', '1',
+                                            '--warmup', '0', '--json'], cwd=tmp_path)
+    assert json.loads(proc.stdout)['params'] == 49_603
+    assert '[srcomp profile] counting MACs for a 720x1280 output' in proc.stderr
+    assert '[srcomp profile] timing 1 forward passes' in proc.stderr

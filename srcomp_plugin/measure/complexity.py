@@ -446,15 +446,16 @@ def _with_scale(network_opt, scale):
 
 
 def profile_network(network_opt, scale=None, out_hw=OUT_HW_720P, lr_hw=None, latency=True, memory=True,
-                    repeats=10, warmup=2, threads=None, where='network_g'):
+                    repeats=10, warmup=2, threads=None, where='network_g', progress=None):
     """Everything ``srcomp profile`` reports for a ``network_g``-style dict, as a dict.
 
     ``scale`` fills the arch's ``upscale``/``scale`` kwarg when the dict has none and must
     agree with the network's real upscaling (read off a probe forward). The LR size comes
     from ``out_hw`` (720p) unless ``lr_hw`` is given. ``latency``/``memory`` switch off the
     slow measurements; ``repeats``, ``warmup`` and ``threads`` are as in
-    :func:`measure_latency`.
+    :func:`measure_latency`. ``progress``, if given, is called with a line before each slow step.
     """
+    progress = progress or (lambda line: None)
     import srcomp_plugin  # noqa: F401
 
     network_opt = _with_scale(network_opt, scale)
@@ -466,6 +467,7 @@ def profile_network(network_opt, scale=None, out_hw=OUT_HW_720P, lr_hw=None, lat
                            'make the option file\'s scale and network_g.upscale agree')
     if lr_hw is not None:
         out_hw = tuple(side * actual for side in lr_hw)
+    progress(f'counting MACs for a {out_hw[0]}x{out_hw[1]} output')
     counts = mac_counts(net, actual, out_hw=out_hw, lr_hw=lr_hw, window=window)
     result = {
         'arch': network_opt['type'],
@@ -487,7 +489,9 @@ def profile_network(network_opt, scale=None, out_hw=OUT_HW_720P, lr_hw=None, lat
         'memory': None,
     }
     if latency:
+        progress(f'timing {repeats} forward passes after {warmup} warm-up')
         result['latency'] = measure_latency(net, counts.padded_hw, repeats=repeats, warmup=warmup, threads=threads)
     if memory:
+        progress('measuring peak memory in a child process')
         result['memory'] = peak_memory(network_opt, counts.padded_hw, threads=threads)
     return result

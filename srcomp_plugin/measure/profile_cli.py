@@ -133,7 +133,8 @@ def main(argv=None):
             repeats=args.repeats,
             warmup=args.warmup,
             threads=args.threads,
-            where=where)
+            where=where,
+            progress=lambda line: print(f'[srcomp profile] {line} ...', file=sys.stderr, flush=True))
     except ProfileError as err:
         print(f'srcomp profile: error: {err}', file=sys.stderr)
         return 2
