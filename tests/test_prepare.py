@@ -5,7 +5,7 @@ import pytest
 
 import srcomp_plugin  # noqa: F401
 from basicsr.utils.matlab_functions import imresize
-from helpers import photo, run_module, shared_dataset
+from helpers import photo, run_module, shared_dataset, tiny_train_opt, write_opt
 from srcomp_plugin.data.prepare import PrepareError, prepare_dataset
 
 
@@ -100,6 +100,37 @@ def test_sub_images_and_lmdb(photo_dir, tmp_path):
     meta = (out / 'HR_sub.lmdb' / 'meta_info.txt').read_text()
     assert 'astronaut_s001.png (40,40,3) 1' in meta
     assert (out / 'LR_bicubic' / 'X2_sub.lmdb' / 'data.mdb').is_file()
+
+
+@pytest.mark.parametrize('sub_images', [False, True], ids=['full', 'sub_images'])
+def test_every_lmdb_trains_as_written(sr_dataset, tmp_path, sub_images):
+    """The LMDB copies pair as BasicSR pairs them (identical keys): training reads them as they are."""
+    out = tmp_path / 'lmdb_data'
+    prepare_dataset(sr_dataset['root'] / 'train_src', out, scales=(2, ), sub_images=sub_images, crop_size=48,
+                    step=48, lmdb=True, progress=False)
+    suffix = '_sub' if sub_images else ''
+    data = dict(sr_dataset, train_gt=out / f'HR{suffix}.lmdb', train_lq_x2=out / 'LR_bicubic' / f'X2{suffix}.lmdb')
+    opt = tiny_train_opt(data, 'lmdb_run', total_iter=2)
+    opt['datasets']['train']['io_backend'] = {'type': 'lmdb'}
+    run_module('srcomp_plugin.train', ['-opt', write_opt(tmp_path / 'opt.yml', opt)], cwd=tmp_path)
+    assert (tmp_path / 'experiments' / 'lmdb_run' / 'models' / 'net_g_latest.pth').is_file()
+
+
+def test_lmdb_keys_that_do_not_pair_are_named(sr_dataset, tmp_path):
+    """An LMDB keyed like the LR file names (``<name>x2``, as srcomp prepare once wrote) is refused before training."""
+    from basicsr.utils.lmdb_util import make_lmdb_from_imgs
+
+    lq = sr_dataset['train_lq_x2']
+    names = sorted(p.name for p in lq.glob('*.png'))
+    make_lmdb_from_imgs(str(lq), str(tmp_path / 'X2.lmdb'), names, [n[:-4] for n in names], n_thread=1)
+    prepare_dataset(sr_dataset['root'] / 'train_src', tmp_path / 'hr', scales=(2, ), lmdb=True, progress=False)
+    data = dict(sr_dataset, train_gt=tmp_path / 'hr' / 'HR.lmdb', train_lq_x2=tmp_path / 'X2.lmdb')
+    opt = tiny_train_opt(data, 'lmdb_bad', total_iter=2)
+    opt['datasets']['train']['io_backend'] = {'type': 'lmdb'}
+    proc = run_module('srcomp_plugin.train', ['-opt', write_opt(tmp_path / 'opt.yml', opt)], cwd=tmp_path,
+                      check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert 'the LMDB keys of dataroot_gt and dataroot_lq differ' in proc.stderr and "'astronautx2'" in proc.stderr
 
 
 def test_cli_reports_missing_folder(tmp_path):

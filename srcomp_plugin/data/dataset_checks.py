@@ -11,9 +11,12 @@ dataset, the option key and the files.
 A file whose header is fine but whose data is cut short is caught when the loader reads it:
 ``PairedImageDataset.__getitem__`` then names it (BasicSR would fail on ``None.astype``).
 
+LMDB datasets (``io_backend: {type: lmdb}``) are checked from their ``meta_info.txt`` (keys
+and sizes), which BasicSR pairs by identical keys.
+
 Installed around ``build_dataset`` in ``basicsr.train`` and ``basicsr.test``; applies to
-folder (disk) datasets of type ``PairedImageDataset``/``DistillPairedImageDataset`` without
-``meta_info_file``. LMDB and meta-info datasets are passed through unchanged.
+datasets of type ``PairedImageDataset``/``DistillPairedImageDataset``/``ExtraInputsPairedImageDataset``
+on disk (without ``meta_info_file``) or in LMDB; others pass through unchanged.
 """
 import os
 import os.path as osp
@@ -93,11 +96,56 @@ def check_paired_dataset(opt):
     return len(pairs)
 
 
+def _lmdb_sizes(root, where, key):
+    """``{key: (width, height)}`` from an LMDB folder's ``meta_info.txt`` (BasicSR's format)."""
+    if not str(root).endswith('.lmdb'):
+        raise DatasetCheckError(f'{where}.{key}: {root} must be an .lmdb folder with io_backend type lmdb')
+    meta = osp.join(root, 'meta_info.txt')
+    if not osp.isfile(meta):
+        raise DatasetCheckError(f'{where}.{key}: {meta} does not exist; is {root} an LMDB written by BasicSR\'s '
+                                'create_lmdb or srcomp prepare --lmdb?')
+    sizes = {}
+    with open(meta, encoding='utf-8') as f:
+        for line in f:
+            if line.strip():  # "<key>.png (h,w,c) <compression>"
+                name, shape = line.split(' ')[:2]
+                h, w = (int(v) for v in shape.strip('()').split(',')[:2])
+                sizes[name.split('.')[0]] = (w, h)
+    return sizes
+
+
+def check_lmdb_dataset(opt):
+    """Raise :class:`DatasetCheckError` for the first problem of a paired LMDB dataset."""
+    where = f'datasets.{opt.get("phase", "?")} ({opt.get("name", "unnamed")})'
+    sizes = {}
+    for key in ('dataroot_gt', 'dataroot_lq'):
+        if not opt.get(key):
+            raise DatasetCheckError(f'{where}.{key} is not set')
+        sizes[key] = _lmdb_sizes(opt[key], where, key)
+    gts, lqs = sizes['dataroot_gt'], sizes['dataroot_lq']
+    if set(gts) != set(lqs):
+        raise DatasetCheckError(
+            f'{where}: the LMDB keys of dataroot_gt and dataroot_lq differ (BasicSR pairs LMDB images by identical '
+            f'keys; filename_tmpl does not apply): only in HR {sorted(set(gts) - set(lqs))[:5]}, only in LR '
+            f'{sorted(set(lqs) - set(gts))[:5]}. srcomp prepare --lmdb writes matching keys.')
+    scale = int(opt.get('scale', 1))
+    for name, (gw, gh) in gts.items():
+        qw, qh = lqs[name]
+        if (gw, gh) != (qw * scale, qh * scale):
+            raise DatasetCheckError(f'{where}: LMDB key {name} is {gw}x{gh} in HR but {qw}x{qh} in LR; scale {scale} '
+                                    f'needs {qw * scale}x{qh * scale}')
+    return len(gts)
+
+
 def check_dataset(dataset_opt):
-    """:func:`check_paired_dataset` for the folder datasets it applies to; others pass unchanged."""
+    """The checks for the paired datasets they apply to (disk or LMDB); others pass unchanged."""
     backend = (dataset_opt.get('io_backend') or {}).get('type', 'disk')
-    if dataset_opt.get('type') in CHECKED_TYPES and backend == 'disk' and not dataset_opt.get('meta_info_file'):
+    if dataset_opt.get('type') not in CHECKED_TYPES:
+        return
+    if backend == 'disk' and not dataset_opt.get('meta_info_file'):
         check_paired_dataset(dataset_opt)
+    elif backend == 'lmdb':
+        check_lmdb_dataset(dataset_opt)
 
 
 def _checked(build_dataset):

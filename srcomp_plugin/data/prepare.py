@@ -105,11 +105,18 @@ def _write_meta(folder, meta_path):
     Path(meta_path).write_text('\n'.join(lines) + '\n')
 
 
-def _make_lmdb(folder, lmdb_path):
+def _make_lmdb(folder, lmdb_path, strip=''):
+    """An LMDB copy of ``folder``; keys are the file stems without ``strip``.
+
+    BasicSR pairs LMDB images by identical keys (``filename_tmpl`` does not apply), so the
+    ``X{s}`` folders, whose files are named ``<name>x{s}.png``, are keyed ``<name>`` like HR.
+    """
     from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 
     names = sorted(p.name for p in Path(folder).glob('*.png'))
-    make_lmdb_from_imgs(str(folder), str(lmdb_path), names, [os.path.splitext(n)[0] for n in names], n_thread=1)
+    keys = [os.path.splitext(n)[0] for n in names]
+    keys = [k[:-len(strip)] if strip and k.endswith(strip) else k for k in keys]
+    make_lmdb_from_imgs(str(folder), str(lmdb_path), names, keys, n_thread=1)
 
 
 def prepare_dataset(hr_dir, out_dir, scales=(2, 3, 4), mod=None, sub_images=False, crop_size=480, step=240,
@@ -170,9 +177,12 @@ def prepare_dataset(hr_dir, out_dir, scales=(2, 3, 4), mod=None, sub_images=Fals
         _write_meta(out / folder, out / f'meta_info_{folder}.txt')
     if lmdb:
         suffixes = [''] + (['_sub'] if sub_images else [])
-        lr_folders = [f'LR_bicubic/X{s}' + suffix for s in scales for suffix in suffixes]
-        for folder in hr_folders + lr_folders:
+        for folder in hr_folders:
             _make_lmdb(out / folder, out / f'{folder}.lmdb')
+        for s in scales:
+            for suffix in suffixes:
+                folder = f'LR_bicubic/X{s}{suffix}'
+                _make_lmdb(out / folder, out / f'{folder}.lmdb', strip='' if suffix else f'x{s}')
     return summary
 
 
