@@ -143,7 +143,8 @@ def density_report(state_dict, patterns, arch_type=None):
     ``num_measured``, ``num_zero``, ``tensors`` ({name: {density, numel, zeros, shape,
     zero_channels, per_channel}}), ``blocks`` ({block: density}) and ``block_counts``
     ({block: {numel, zeros}}); blocks are grouped by the arch family of ``arch_type``
-    (inferred from the names when ``None``).
+    (inferred from the names when ``None``). ``layer_types`` ({type: density}) groups the
+    tensors by their name after the last index (``conv1.weight``, ``attn.qkv.weight``, ...).
     """
     tensors = {k: v for k, v in state_dict.items() if torch.is_tensor(v)}
     patterns = _as_patterns(patterns)
@@ -153,10 +154,13 @@ def density_report(state_dict, patterns, arch_type=None):
         raise ValueError(f'The density patterns {patterns} match none of the {len(tensors)} tensors '
                          f'(names look like: {sample}, ...). Fix train.sparsity.measure / --measure.')
     family = arch_family(arch_type) if arch_type else infer_family(tensors)
-    per_tensor, block_counts = {}, {}
+    per_tensor, block_counts, type_counts = {}, {}, {}
     for name in names:
         entry = tensor_density(tensors[name])
         per_tensor[name] = entry
+        counts = type_counts.setdefault(layer_type(name), {'numel': 0, 'zeros': 0})
+        counts['numel'] += entry['numel']
+        counts['zeros'] += entry['zeros']
         for block in block_names(name, family):
             counts = block_counts.setdefault(block, {'numel': 0, 'zeros': 0})
             counts['numel'] += entry['numel']
@@ -173,7 +177,15 @@ def density_report(state_dict, patterns, arch_type=None):
         'tensors': per_tensor,
         'blocks': {b: (c['numel'] - c['zeros']) / c['numel'] for b, c in block_counts.items()},
         'block_counts': block_counts,
+        'layer_types': {t: (c['numel'] - c['zeros']) / c['numel'] for t, c in type_counts.items()},
     }
+
+
+def layer_type(name):
+    """The part of a parameter name after its last numeric index: what kind of layer it is."""
+    parts = name.split('.')
+    last = max((i for i, part in enumerate(parts) if part.isdigit()), default=-1)
+    return '.'.join(parts[last + 1:]) or name
 
 
 def global_density(named_tensors):

@@ -8,7 +8,10 @@
   the train loader's iterations per epoch;
 * ``optimize_parameters`` adds the global density of the measured weights and the phase
   to the log at every ``logger.print_freq`` (so BasicSR's MessageLogger writes them to
-  the log and tensorboard as ``density`` and ``orthant_phase``: 0 Prox-SG, 1 orthant);
+  the log and tensorboard as ``density`` and ``orthant_phase``: 0 Prox-SG, 1 orthant); with
+  ``logger.use_tb_logger`` it also writes the per-block and per-layer-type densities that
+  stage 2 reads (``density_block/<block>``, ``density_layer/<type>``) to the same
+  ``tb_logger/<name>`` folder (not to the console line, which they would swamp);
 * ``save`` also writes ``models/sparsity_{iter}.json`` (the density report of
   :mod:`srcomp_plugin.measure.sparsity`, plus the optimizer phase) next to BasicSR's
   ``net_g_{iter}.pth``; under DDP it checks that every rank holds identical weights;
@@ -103,6 +106,7 @@ class SparseSRModel(CheckpointSafetyMixin, SRModel):
         self.trained_iter = 0
         super().init_training_settings()
         self._last_phase = None
+        self._tb_writer = None
         if self.structured is not None:
             self._keep_structured_in_optimizer_state()
 
@@ -240,6 +244,24 @@ class SparseSRModel(CheckpointSafetyMixin, SRModel):
             get_root_logger().info(f'sparsity: iter {current_iter}, phase {phase}, density {density:.6f}')
             if self.structured is not None:
                 self._log_structured(current_iter)
+            self._write_density_scalars(current_iter)
+
+    def _write_density_scalars(self, current_iter):
+        """Per-block and per-layer-type densities as tensorboard scalars, where BasicSR keeps a tb_logger."""
+        logger_opt = self.opt['logger']
+        if not logger_opt.get('use_tb_logger') or 'debug' in self.opt['name'] or self.opt.get('rank', 0) != 0:
+            return
+        if self._tb_writer is None:  # BasicSR's tb_logger folder; tensorboard reads every event file in it
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb_writer = SummaryWriter(log_dir=osp.join(self.opt['root_path'], 'tb_logger', self.opt['name']))
+        params = dict(self._named_params())
+        report = density_report({n: params[n].detach() for n in self.measure_names}, self.measure_names,
+                                self.opt['network_g'].get('type'))
+        for prefix, densities in (('density_block', report['blocks']), ('density_layer', report['layer_types'])):
+            for key, value in densities.items():
+                self._tb_writer.add_scalar(f'{prefix}/{key}', value, current_iter)
+        self._tb_writer.flush()
 
     def _track_phase(self, current_iter):
         """OBProx-SG's phase of this iteration's step, with a log line when it changes."""
