@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from . import stage_options as so
+from .launcher import node_rank, train_command
 
 STAGES = ('prune', 'compress', 'distill', 'test')
 
@@ -117,6 +118,8 @@ class Pipeline:
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def _record(self, stage, event, fingerprint):
+        if node_rank(self.pipe) > 0:  # node 0 keeps the records of the shared experiments folder
+            return
         records = self._records()
         records.setdefault(stage, {})[event] = fingerprint
         tmp = self.home / 'stages.json.tmp'
@@ -129,7 +132,8 @@ class Pipeline:
         if unknown:
             raise so.PipelineOptionError(f'--stages: unknown stage(s) {unknown}; choose from {list(STAGES)}')
         self.options_dir.mkdir(parents=True, exist_ok=True)
-        so.save_yaml(self.home / 'pipeline.yml', self.pipe)
+        if node_rank(self.pipe) == 0:
+            so.save_yaml(self.home / 'pipeline.yml', self.pipe)
         records, prints = self._records(), self.fingerprints()
         for stage in STAGES:
             if stage not in stages:
@@ -144,6 +148,9 @@ class Pipeline:
                 why = '--force' if self.force else 'its options changed since it ran'
                 self.log(f'[srcomp pipeline] {stage}: {why}: running it again (BasicSR archives the previous run)')
             self._fresh = self.force or self.is_done(stage) or record.get('started', fingerprint) != fingerprint
+            if node_rank(self.pipe) > 0 and stage in ('compress', 'test'):
+                self.log(f'[srcomp pipeline] {stage}: node 0 runs it (this is node {node_rank(self.pipe)})')
+                continue
             self.log(f'[srcomp pipeline] {stage}: starting')
             self._record(stage, 'started', fingerprint)
             getattr(self, f'_run_{stage}')()
@@ -152,19 +159,14 @@ class Pipeline:
         return self
 
     def _train(self, stage, opt):
-        path = self.option_file(stage)
+        rank = node_rank(self.pipe)  # other nodes write their own copy: node 0's child may be reading its file
+        path = self.option_file(stage) if rank == 0 else self.options_dir / f'{stage}.node{rank}.yml'
         so.save_yaml(path, opt)
         args = ['-opt', str(path)]
         if self.experiment(stage).is_dir() and not self._fresh:
             self.log(f'[srcomp pipeline] {stage}: unfinished experiment found, resuming (--auto_resume)')
             args.append('--auto_resume')
-        nproc = int((self.pipe.get('launcher') or {}).get('nproc_per_node', 1))
-        if nproc > 1:
-            cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', '-m',
-                   'srcomp_plugin.train', *args, '--launcher', 'pytorch']
-        else:
-            cmd = [sys.executable, '-m', 'srcomp_plugin.train', *args]
-        self._call(stage, cmd)
+        self._call(stage, train_command(self.pipe, args))
 
     def _call(self, stage, cmd):
         log_path = self.output_dir / f'{self.name}_{stage}.log' if self.output_dir else None

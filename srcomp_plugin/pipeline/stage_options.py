@@ -31,7 +31,7 @@ KNOWN_KEYS = REQUIRED_KEYS + ('recipe', 'num_gpu', 'manual_seed', 'dist_params',
 KNOWN_SUBKEYS = {'teacher': ('network', 'checkpoint', 'param_key'),
                  'compress': ('ratio', 'params', 'depth_keep', 'init'),
                  'test': ('datasets', 'save_img'),
-                 'launcher': ('nproc_per_node', )}
+                 'launcher': ('type', 'nproc_per_node', 'nnodes', 'node_rank', 'master_addr', 'master_port')}
 PRUNE_DEFAULTS = {
     # method.md, Stage 1 (release settings). epoch_size counts optimizer steps: the release's
     # EDSR epochSize 2560 was in samples (2560 / batch 16 = 160 steps); SwinIR: one data epoch.
