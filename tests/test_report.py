@@ -98,6 +98,14 @@ def test_table_and_numbers_equal_the_logs(two_runs):
         assert row.endswith(f'| {mean:.2f} |')
     # Different networks, different results: the rows are not one run read twice.
     assert summary['runs'][0]['metrics'] != summary['runs'][1]['metrics']
+    assert set(summary['bicubic']) == {'x2'} and 10 < summary['bicubic']['x2'] < 60
+
+
+def test_latency_plot_times_each_network(two_runs):
+    work, _ = two_runs
+    summary = make_report([work / 'results'], work / 'report_latency', sets=['Set5', 'Set14'], latency=True)
+    assert all(run['latency_s'] > 0 for run in summary['runs'])
+    assert cv2.imread(summary['files']['psnr_vs_latency']) is not None
 
     report_md = Path(summary['files']['report']).read_text()
     assert summary['table'] in report_md
@@ -180,3 +188,6 @@ def test_report_on_shared_set5_and_set14(tmp_path):
     assert 'Number of test images in Set5: 5' in log_text and 'Number of test images in Set14: 14' in log_text
     assert run['params'] == 49_603 and run['macs'] == count_macs(build_network({'type': 'EDSRmini'}), 2)
     assert cv2.imread(summary['files']['psnr_vs_params']) is not None
+    # the bicubic reference, computed on the same pairs: the published x2 values are 33.66 and 30.24
+    assert abs(summary['bicubic']['x2'] - (33.66 + 30.24) / 2) < 0.1, summary['bicubic']
+    assert 'Bicubic (MATLAB imresize) on the same images' in Path(summary['files']['report']).read_text()

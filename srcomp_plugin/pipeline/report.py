@@ -57,6 +57,8 @@ class TestRun:
     macs: int  # at a 1280x720 output; None when the network could not be built here
     metrics: dict  # set name -> {'psnr': float, 'ssim': float} (keys present when logged)
     notes: list
+    datasets: dict = dataclasses.field(default_factory=dict)  # set name -> its dataset options, as logged
+    latency_s: float = None  # CPU latency for a 1280x720 output (``--latency``)
 
     @property
     def label(self):
@@ -257,6 +259,10 @@ def _run_from_log(log, out_hw):
     params = parsed['params'] if parsed['params'] is not None else counted_params
     if parsed['params'] is not None and counted_params is not None and counted_params != parsed['params']:
         notes.append(f'network_g rebuilt here has {counted_params:,} parameters, the log says {parsed["params"]:,}')
+    root = Path(log).resolve().parents[2]  # results/<name>/<log>: the folder the test ran in
+    datasets = {d.get('name'): {k: (str(root / v) if k.startswith('dataroot') and isinstance(v, str)
+                                    and not Path(v).is_absolute() else v) for k, v in d.items()}
+                for d in (options.get('datasets') or {}).values() if isinstance(d, dict)}
     return TestRun(
         name=str(options.get('name', Path(log).parent.name)),
         log=str(Path(log).resolve()),
@@ -266,7 +272,8 @@ def _run_from_log(log, out_hw):
         params=params,
         macs=macs,
         metrics=metrics,
-        notes=notes)
+        notes=notes,
+        datasets=datasets)
 
 
 # ----------------------------------------------------------------------------- table
@@ -309,12 +316,15 @@ def markdown_table(runs, sets=DEFAULT_SETS):
     return '\n'.join(lines) + '\n'
 
 
-def _report_markdown(runs, sets, plots, out_hw):
+def _report_markdown(runs, sets, plots, out_hw, bicubic=None):
+    reference = ', '.join(f'x{k} {v:.2f} dB' for k, v in sorted((bicubic or {}).items()))
     text = ['# SR benchmark report', '',
             'PSNR (dB) / SSIM as logged by BasicSR. Params: as BasicSR logged them for the tested network. '
             f'MACs: one forward for a {out_hw[1]}x{out_hw[0]} output, FlopCounterMode FLOPs / 2, attention '
             'matmuls included, LR input padded to the window for SwinIR.', '',
             markdown_table(runs, sets)]
+    if reference:
+        text += [f'Bicubic (MATLAB imresize) on the same images, mean Y-PSNR over {" + ".join(sets)}: {reference}.', '']
     notes = [(run.label, note) for run in runs for note in run.notes]
     if notes:
         text += ['Notes:', ''] + [f'- {label}: {note}' for label, note in notes] + ['']
@@ -327,11 +337,19 @@ def _report_markdown(runs, sets, plots, out_hw):
 # ----------------------------------------------------------------------------- plots
 
 
-def plot_psnr(runs, x, sets, path, out_hw=OUT_HW):
-    """Mean PSNR over ``sets`` against ``x`` ('params' or 'macs') on a log axis, one labelled point per run.
+AXES = {'params': (1e3, 'Parameters (K, log scale)', 'parameters'),
+        'macs': (1e9, 'MACs for a {w}x{h} output (G, log scale)', 'MACs'),
+        'latency_s': (1.0, 'CPU latency for a {w}x{h} output (s, log scale)', 'CPU latency')}
 
-    Runs without the value (a set not tested, MACs not counted) are left out. Scales are
-    drawn as separate series. Returns the number of points drawn.
+
+def plot_psnr(runs, x, sets, path, out_hw=OUT_HW, bicubic=None):
+    """Mean PSNR over ``sets`` against ``x`` ('params', 'macs' or 'latency_s') on a log axis.
+
+    One point per run; one marker and legend entry per network (type and size: the teacher
+    and the student), a label beside a point only where the legend alone does not identify it
+    (several runs of one network, several scales).
+    ``bicubic`` ({scale: mean PSNR}) draws the bicubic reference as dashed lines. Runs
+    without the value are left out. Returns the number of points drawn.
     """
     import matplotlib
 
@@ -339,36 +357,43 @@ def plot_psnr(runs, x, sets, path, out_hw=OUT_HW):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    unit = 1e9 if x == 'macs' else 1e3
+    unit, xlabel, title = AXES[x]
     points = [(run, getattr(run, x), run.mean_psnr(sets)) for run in runs]
     points = [(run, xv / unit, yv) for run, xv, yv in points if xv and yv is not None]
+    several_scales = len({run.scale for run, _, _ in points}) > 1
+    networks = sorted({(run.arch, run.params) for run, _, _ in points}, key=lambda n: (-(n[1] or 0), n[0]))
     fig, ax = plt.subplots(figsize=(7.2, 4.8))
-    for marker, scale in zip('osD^v<>', sorted({run.scale for run, _, _ in points})):
-        series = [(run.label, xv, yv) for run, xv, yv in points if run.scale == scale]
-        ax.scatter([p[1] for p in series], [p[2] for p in series], marker=marker, s=48, label=f'x{scale}', zorder=3)
-        for label, xv, yv in series:
-            ax.annotate(label, (xv, yv), textcoords='offset points', xytext=(6, 4), fontsize=8)
+    for marker, (arch, params) in zip('osD^v<>ph*', networks):
+        series = [(run, xv, yv) for run, xv, yv in points if (run.arch, run.params) == (arch, params)]
+        ax.scatter([p[1] for p in series], [p[2] for p in series], marker=marker, s=48, zorder=3,
+                   label=f'{arch} ({_fmt_count(params)} params)' if params else arch)
+        for run, xv, yv in series:
+            # the legend names the network; a point needs words only to tell apart runs of one network
+            text = ' '.join(([run.label] if len(series) > 1 else []) + ([f'x{run.scale}'] if several_scales else []))
+            if text:
+                ax.annotate(text, (xv, yv), textcoords='offset points', xytext=(6, 4), fontsize=8)
+    for scale, psnr in sorted((bicubic or {}).items()):
+        if any(run.scale == scale for run, _, _ in points):
+            ax.axhline(psnr, color='0.4', linestyle='--', linewidth=1,
+                       label=f'bicubic x{scale}' if several_scales else 'bicubic')
     ax.set_xscale('log')
     plain = FuncFormatter(lambda v, _: f'{v:g}')
     ax.xaxis.set_major_formatter(plain)
-    ax.tick_params(axis='x', which='minor', labelsize=7)
+    ax.tick_params(axis='both', which='both', labelsize=8)  # major and minor labels alike
+    ys = [p[2] for p in points] + [v for k, v in (bicubic or {}).items() if any(r.scale == k for r, _, _ in points)]
     if points:
         lo = min(p[1] for p in points) / 10**0.15
         hi = max(p[1] for p in points) * 10**0.5  # room on the right for the labels
         ax.set_xlim(lo, hi)
         if math.floor(math.log10(hi)) - math.ceil(math.log10(lo)) < 1:  # under two decade ticks: number the rest
             ax.xaxis.set_minor_formatter(plain)
-        ys = [p[2] for p in points]
         pad = max(0.25, 0.1 * (max(ys) - min(ys)))
         ax.set_ylim(min(ys) - pad, max(ys) + pad)
-    if len({run.scale for run, _, _ in points}) > 1:
-        ax.legend(title='scale', loc='upper left', bbox_to_anchor=(1.01, 1.0))
-    if x == 'macs':
-        ax.set_xlabel(f'MACs for a {out_hw[1]}x{out_hw[0]} output (G, log scale)')
-    else:
-        ax.set_xlabel('Parameters (K, log scale)')
+    if points:
+        ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    ax.set_xlabel(xlabel.format(w=out_hw[1], h=out_hw[0]))
     ax.set_ylabel(f'Mean Y-PSNR (dB), {" + ".join(sets)}')
-    ax.set_title(f'PSNR vs {"MACs" if x == "macs" else "parameters"}')
+    ax.set_title(f'PSNR vs {title}')
     ax.grid(True, which='both', alpha=0.3)
     fig.tight_layout()
     path = Path(path)
@@ -378,11 +403,46 @@ def plot_psnr(runs, x, sets, path, out_hw=OUT_HW):
     return len(points)
 
 
+def _bicubic_on_set(opt, scale):
+    """Mean Y-PSNR (crop = scale) of MATLAB-bicubic upscaling on one logged test set, or None if unreadable here."""
+    import cv2
+    import numpy as np
+    from basicsr.metrics import calculate_psnr
+    from basicsr.utils.matlab_functions import imresize
+
+    from ..data.dataset_checks import IMAGE_EXT
+
+    gt_dir, lq_dir = Path(str(opt.get('dataroot_gt'))), Path(str(opt.get('dataroot_lq')))
+    if not (gt_dir.is_dir() and lq_dir.is_dir()):
+        return None
+    scores = []
+    for gt_path in sorted(p for p in gt_dir.iterdir() if p.suffix.lower() in IMAGE_EXT):
+        lq_path = lq_dir / f'{opt.get("filename_tmpl", "{}").format(gt_path.stem)}{gt_path.suffix}'
+        gt, lq = cv2.imread(str(gt_path)), cv2.imread(str(lq_path))
+        if gt is None or lq is None:
+            return None
+        up = np.clip(np.round(imresize(lq / 255., scale) * 255.), 0, 255)
+        scores.append(calculate_psnr(up, gt[:up.shape[0], :up.shape[1]], crop_border=scale, test_y_channel=True))
+    return sum(scores) / len(scores) if scores else None
+
+
+def bicubic_psnr(runs, sets):
+    """``{scale: mean over sets of the bicubic Y-PSNR}`` on the runs' logged test sets (the
+    same pairs and protocol); a scale whose sets are not all readable here is left out."""
+    found = {}
+    for run in runs:
+        if run.scale not in found:
+            values = [_bicubic_on_set(run.datasets.get(name) or {}, run.scale) for name in sets]
+            found[run.scale] = None if None in values else sum(values) / len(values)
+    return {scale: value for scale, value in found.items() if value is not None}
+
+
 # ----------------------------------------------------------------------------- report
 
 
-def make_report(paths, out_dir='report', sets=DEFAULT_SETS, out_hw=OUT_HW):
-    """Write ``report.md``, ``psnr_vs_params.png`` and ``psnr_vs_macs.png`` to ``out_dir``.
+def make_report(paths, out_dir='report', sets=DEFAULT_SETS, out_hw=OUT_HW, latency=False):
+    """Write ``report.md``, ``psnr_vs_params.png`` and ``psnr_vs_macs.png`` (and, with
+    ``latency``, ``psnr_vs_latency.png`` from a CPU timing of each network) to ``out_dir``.
 
     Returns ``{'runs': [TestRun.as_dict()...], 'sets', 'table', 'files'}``. Raises
     :class:`ReportError` when no run measured every one of ``sets`` (nothing to plot).
@@ -402,16 +462,30 @@ def make_report(paths, out_dir='report', sets=DEFAULT_SETS, out_hw=OUT_HW):
             run.notes.append('left out of the MACs plot')
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {'psnr_vs_params': out_dir / 'psnr_vs_params.png', 'psnr_vs_macs': out_dir / 'psnr_vs_macs.png'}
-    plot_psnr(runs, 'params', sets, files['psnr_vs_params'], out_hw)
-    plot_psnr(runs, 'macs', sets, files['psnr_vs_macs'], out_hw)
-    plots = {'PSNR vs parameters': files['psnr_vs_params'], 'PSNR vs MACs': files['psnr_vs_macs']}
+    axes = ['params', 'macs']
+    if latency:
+        from srcomp_plugin.measure import profile_network
+
+        for run in complete:
+            run.latency_s = profile_network(run.network_g, scale=run.scale, out_hw=out_hw, memory=False, repeats=3,
+                                            warmup=1)['latency']['median_s']
+        axes.append('latency_s')
+    bicubic = bicubic_psnr(complete, sets)
+    for scale in sorted({run.scale for run in complete} - set(bicubic)):
+        complete[0].notes.append(f'no bicubic reference at x{scale}: its test images are not readable here')
+    files, plots = {}, {}
+    for x in axes:
+        key = f'psnr_vs_{x.replace("_s", "")}'
+        files[key] = out_dir / f'{key}.png'
+        plot_psnr(runs, x, sets, files[key], out_hw, bicubic=bicubic)
+        plots[f'PSNR vs {AXES[x][2]}'] = files[key]
     files['report'] = out_dir / 'report.md'
-    files['report'].write_text(_report_markdown(runs, sets, plots, out_hw), encoding='utf-8')
+    files['report'].write_text(_report_markdown(runs, sets, plots, out_hw, bicubic), encoding='utf-8')
     return {
         'runs': [run.as_dict() for run in runs],
         'sets': sets,
         'table': markdown_table(runs, sets),
+        'bicubic': {f'x{scale}': value for scale, value in sorted(bicubic.items())},
         'files': {key: str(path) for key, path in files.items()},
     }
 
@@ -427,6 +501,8 @@ def build_parser():
     parser.add_argument('--out', default='report', help='folder for report.md and the plots (default: report)')
     parser.add_argument('--sets', nargs='+', default=list(DEFAULT_SETS),
                         help='sets whose PSNR is averaged for the plots (default: Set5 Set14, as in the paper)')
+    parser.add_argument('--latency', action='store_true',
+                        help='also time each network on this CPU (1280x720 output) and plot PSNR vs latency')
     parser.add_argument('--json', action='store_true', help='print one JSON object instead of the table')
     return parser
 
@@ -434,7 +510,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        summary = make_report(args.results, args.out, args.sets)
+        summary = make_report(args.results, args.out, args.sets, latency=args.latency)
     except ReportError as err:
         print(f'srcomp report: error: {err}', file=sys.stderr)
         return 2
