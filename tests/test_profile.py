@@ -146,7 +146,7 @@ def test_measure_latency_reports_median_and_threads():
 
 def test_peak_memory_grows_with_the_input():
     small = peak_memory({'type': 'EDSRmini'}, (32, 32), threads=1)
-    big = peak_memory(build_network({'type': 'EDSRmini'}), (256, 256), threads=1)  # the pickled-module path
+    big = peak_memory({'type': 'EDSRmini'}, (256, 256), threads=1)
     for mem in (small, big):
         assert mem['forward_peak_bytes'] >= mem['output_bytes'] > 0
         assert mem['threads'] == 1

@@ -35,7 +35,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import torch
@@ -307,10 +306,10 @@ def measure_latency(net, lr_shape, repeats=10, warmup=2, threads=None, seed=0):
 def peak_memory(network, lr_shape, threads=None, timeout=600):
     """Resident-memory growth of one CPU forward, measured in a fresh Python process.
 
-    ``network`` is a BasicSR ``network_g``-style dict (built in the child after ``import
-    srcomp_plugin``) or an ``nn.Module`` (pickled whole with ``torch.save``, so its class
-    must be importable). Why a child process: PyTorch's CPU allocator has no statistics and
-    ``tracemalloc`` does not see its allocations, so the honest measure is the process's
+    ``network`` is a BasicSR ``network_g``-style dict, built in the child after ``import
+    srcomp_plugin`` (no module is pickled across: nothing is unpickled). Why a child
+    process: PyTorch's CPU allocator has no statistics and ``tracemalloc`` does not see its
+    allocations, so the honest measure is the process's
     resident set (what an out-of-memory killer looks at); and after earlier forwards
     glibc keeps freed blocks resident, which would hide the growth. The child sets
     ``MALLOC_MMAP_THRESHOLD_`` so large tensors are mapped and returned on free, builds
@@ -322,25 +321,13 @@ def peak_memory(network, lr_shape, threads=None, timeout=600):
     activations, workspaces and the output), ``peak_rss_bytes``, ``rss_before_bytes``,
     ``input_bytes``, ``output_bytes``, ``threads`` and ``method``.
     """
-    spec = {'lr_shape': list(lr_shape), 'threads': int(threads or torch.get_num_threads())}
-    tmp = None
-    try:
-        if isinstance(network, nn.Module):
-            fd, tmp = tempfile.mkstemp(suffix='.pt')
-            os.close(fd)
-            torch.save(network, tmp)
-            spec['module_path'] = tmp
-        elif isinstance(network, dict):
-            spec['network_opt'] = network
-        else:
-            raise ProfileError(f'peak_memory needs a network_g dict or an nn.Module, got {type(network).__name__}')
-        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='131072', OMP_NUM_THREADS=str(spec['threads']))
-        code = 'from srcomp_plugin.measure.complexity import _peak_memory_child; _peak_memory_child()'
-        proc = subprocess.run([sys.executable, '-c', code], input=json.dumps(spec), capture_output=True,
-                              text=True, env=env, timeout=timeout)
-    finally:
-        if tmp:
-            os.unlink(tmp)
+    if not isinstance(network, dict):
+        raise ProfileError(f'peak_memory needs a network_g dict, got {type(network).__name__}')
+    spec = {'lr_shape': list(lr_shape), 'threads': int(threads or torch.get_num_threads()), 'network_opt': network}
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='131072', OMP_NUM_THREADS=str(spec['threads']))
+    code = 'from srcomp_plugin.measure.complexity import _peak_memory_child; _peak_memory_child()'
+    proc = subprocess.run([sys.executable, '-c', code], input=json.dumps(spec), capture_output=True,
+                          text=True, env=env, timeout=timeout)
     if proc.returncode != 0 or not proc.stdout.strip():
         raise ProfileError(f'peak-memory child process failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}')
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -371,11 +358,7 @@ def _peak_memory_child():
 
     spec = json.loads(sys.stdin.read())
     torch.set_num_threads(spec['threads'])
-    if 'network_opt' in spec:
-        net = build_from_opt(spec['network_opt'])
-    else:
-        net = torch.load(spec['module_path'], map_location='cpu', weights_only=False)
-    net.eval()
+    net = build_from_opt(spec['network_opt']).eval()
     shape = _as_input_shape(net, spec['lr_shape'])
     x = torch.rand(shape)
     warm_hw = _pad_to((16, 16), window_of(net))
