@@ -1,18 +1,9 @@
 """The one checkpoint reader of the commands: no code runs, BasicSR's keys, BasicSR's prefixes."""
-import os
-
 import pytest
 import torch
 
+from helpers import MkdirWhenUnpickled
 from srcomp_plugin.utils.checkpoint_io import CheckpointReadError, load_state_dict
-
-
-class _Mkdir:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.mkdir, (self.marker, )
 
 
 def test_keys_in_order_then_a_plain_state_dict(tmp_path):
@@ -33,7 +24,7 @@ def test_errors_name_the_file_and_what_is_missing(tmp_path):
         load_state_dict(tmp_path / 'other.pth')
     with pytest.raises(CheckpointReadError, match='gone.pth: not found'):
         load_state_dict(tmp_path / 'gone.pth')
-    torch.save({'params': {'w': _Mkdir(str(tmp_path / 'marker'))}}, tmp_path / 'evil.pth')
+    torch.save({'params': {'w': MkdirWhenUnpickled(str(tmp_path / 'marker'))}}, tmp_path / 'evil.pth')
     with pytest.raises(CheckpointReadError, match='holds pickled code, which is refused'):
         load_state_dict(tmp_path / 'evil.pth')
     assert not (tmp_path / 'marker').exists()

@@ -12,24 +12,14 @@ import yaml
 import srcomp_plugin  # noqa: F401  (the torchvision alias before BasicSR)
 from basicsr.archs.edsr_arch import EDSR
 
-from helpers import run_module
+from helpers import MkdirWhenUnpickled, run_module
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class _Mkdir:
-    """A pickle that runs ``os.mkdir(marker)`` when loaded without ``weights_only``."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.mkdir, (self.marker, )
-
-
 def _files(tmp_path):
     (tmp_path / 'text.pth').write_text('not a checkpoint')
-    torch.save({'params': _Mkdir(str(tmp_path / 'marker'))}, tmp_path / 'evil.pth')
+    torch.save({'params': MkdirWhenUnpickled(str(tmp_path / 'marker'))}, tmp_path / 'evil.pth')
     (tmp_path / 'regular').write_text('a file')
     prune = yaml.safe_load(open(os.path.join(REPO, 'options', 'prune', 'train_EDSR_f64b16_x2_prune.yml')))
     (tmp_path / 'prune.yml').write_text(yaml.safe_dump(prune))

@@ -1,34 +1,24 @@
 """Resume states are read without running code, and a bad newest state is not the end of a run.
 
-A ``.state`` file that asks the unpickler for a Python callable (here ``pathlib.Path.touch``,
-which would create a marker file) is refused: ``--auto_resume`` names it, keeps it and
+A ``.state`` file that asks the unpickler for a Python callable (here ``os.mkdir``,
+which would create a marker folder) is refused: ``--auto_resume`` names it, keeps it and
 resumes from the previous state; an explicit ``path.resume_state`` pointing at it is an
 error that names the file. The marker never appears. Runs go through
 ``python -m srcomp_plugin.train`` with SparseSRModel, whose states hold the numpy RNG state
 that exact resume needs.
 """
-import pathlib
 import re
 
 import pytest
 import torch
 
-from helpers import run_module, tiny_train_opt, use_obproxsg, write_opt
+from helpers import MkdirWhenUnpickled, run_module, tiny_train_opt, use_obproxsg, write_opt
 from srcomp_plugin.utils.resume_state import ResumeStateError, load_state
 
 
-class _Touch:
-    """Unpickling this calls ``Path(marker).touch()``: stands in for any code a crafted file runs."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return pathlib.Path.touch, (pathlib.Path(self.marker), )
-
 
 def _crafted_state(path, marker):
-    torch.save({'iter': 4, 'epoch': 0, 'optimizers': [], 'schedulers': [], 'payload': _Touch(marker)}, path)
+    torch.save({'iter': 4, 'epoch': 0, 'optimizers': [], 'schedulers': [], 'payload': MkdirWhenUnpickled(marker)}, path)
 
 
 @pytest.fixture(scope='module')
