@@ -16,7 +16,6 @@ from helpers import MkdirWhenUnpickled, run_module, tiny_train_opt, use_obproxsg
 from srcomp_plugin.utils.resume_state import ResumeStateError, load_state
 
 
-
 def _crafted_state(path, marker):
     torch.save({'iter': 4, 'epoch': 0, 'optimizers': [], 'schedulers': [], 'payload': MkdirWhenUnpickled(marker)}, path)
 
