@@ -130,8 +130,8 @@ def test_grayscale_rgba_16bit_images_at_test_time(sr_dataset, tmp_path):
            'network_g': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1,
                          'upscale': 2},
            'path': {'pretrain_network_g': str(ckpt), 'strict_load_g': True},
-           'val': {'save_img': True, 'suffix': None, 'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 2,
-                                                          'test_y_channel': True}}}}
+           'val': {'save_img': True, 'suffix': None,
+                   'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': True}}}}
     run_module('srcomp_plugin.test', ['-opt', write_opt(tmp_path / 'test.yml', opt)], cwd=tmp_path)
     saved = sorted((tmp_path / 'results' / 'odd_images' / 'visualization' / 'odd').glob('*.png'))
     assert len(saved) == 3 and all(cv2.imread(str(p)).shape == (HR_SIZE, HR_SIZE, 3) for p in saved)

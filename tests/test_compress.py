@@ -434,11 +434,12 @@ def test_head_dims_are_chosen_inside_each_head():
 
 
 def _recipe_template(name):
-    return yaml.safe_load((Path(__file__).resolve().parents[1] / 'options' / 'distill' / f'recipe_{name}.yml').read_text())
+    path = Path(__file__).resolve().parents[1] / 'options' / 'distill' / f'recipe_{name}.yml'
+    return yaml.safe_load(path.read_text())
 
 
-@pytest.mark.parametrize('recipe, init, scheduler_key', [('srcomp', 'pruned', 'periods'), ('paper', 'scratch',
-                                                                                              'milestones')])
+@pytest.mark.parametrize('recipe, init, scheduler_key',
+                         [('srcomp', 'pruned', 'periods'), ('paper', 'scratch', 'milestones')])
 def test_recipes_write_their_template_keys(sr_dataset, tmp_path, recipe, init, scheduler_key):
     """Each recipe is nothing but its template's option keys (schedule rescaled) and its start."""
     prune_opt = _tiny_prune_opt(sr_dataset, tmp_path / 'dense.pth')

@@ -41,8 +41,8 @@ def make_checkpoint(tmp_path, arch, key='params'):
                 p.normal_()  # attention far from uniform, so the shift mask and bias matter
     ckpt = tmp_path / f'{arch}.pth'
     torch.save({key: net.state_dict()}, ckpt)
-    opt = write_opt(tmp_path / f'{arch}.yml', {'name': arch, 'scale': 2, 'network_g': network_g,
-                                                'path': {'pretrain_network_g': None}})
+    opt = write_opt(tmp_path / f'{arch}.yml',
+                    {'name': arch, 'scale': 2, 'network_g': network_g, 'path': {'pretrain_network_g': None}})
     reference = build_network(dict(network_g)).eval()
     reference.load_state_dict(net.state_dict())
     use_eager_attention(reference)  # BasicSR's own forward is the reference

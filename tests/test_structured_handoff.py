@@ -69,8 +69,8 @@ def test_masks_cover_exactly_what_the_slicer_drops(scale):
     assert set(decay.masks) == {n for n, _ in teacher.named_parameters()}
 
 
-@pytest.mark.parametrize('scale, teacher_type, res_scale', [(2, 'EDSR', 1), (3, 'EDSR', 1), (4, 'EDSR', 1),
-                                                           (2, 'EDSRmini', 2)])
+@pytest.mark.parametrize('scale, teacher_type, res_scale',
+                         [(2, 'EDSR', 1), (3, 'EDSR', 1), (4, 'EDSR', 1), (2, 'EDSRmini', 2)])
 def test_zeroed_teacher_slices_to_an_identical_student(scale, teacher_type, res_scale):
     teacher, decay = _selected(dict(EDSR, type=teacher_type, upscale=scale, res_scale=res_scale))
     assert decay.shape.student_kwargs['res_scale'] == 2  # res_scale 1 -> 2 rescales each kept conv2
