@@ -83,20 +83,9 @@ def _curves(log):
 
 def bicubic_psnr():
     """Set5 Y-PSNR of MATLAB-style bicubic x2 upscaling of the same LR images (the floor)."""
-    import cv2
-    import numpy as np
+    from srcomp_plugin.measure.bicubic import bicubic_scores
 
-    import srcomp_plugin  # noqa: F401
-    from basicsr.metrics import calculate_psnr
-    from basicsr.utils.matlab_functions import imresize
-
-    values = []
-    for hr_path in sorted((SHARED / 'Set5' / 'HR').glob('*.png')):
-        lr = cv2.imread(str(SHARED / 'Set5' / 'LR_bicubic' / 'X2' / f'{hr_path.stem}x2.png'))
-        hr = cv2.imread(str(hr_path))[:2 * lr.shape[0], :2 * lr.shape[1]]
-        sr = np.clip(np.round(imresize(lr.astype(np.float64) / 255., 2) * 255.), 0, 255)
-        values.append(calculate_psnr(sr, hr, crop_border=2, test_y_channel=True))
-    return float(np.mean(values))
+    return bicubic_scores(SHARED / 'Set5' / 'HR', SHARED / 'Set5' / 'LR_bicubic' / 'X2', 2, '{}x2')['psnr']
 
 
 def main(argv=None):

@@ -49,13 +49,20 @@ def _size(path, where, key):
                                 f'format): {err}') from None
 
 
-def check_paired_dataset(opt):
-    """Raise :class:`DatasetCheckError` for the first problem of a paired folder dataset."""
+def _where_and_roots(opt):
+    """The dataset as messages name it, and its ``dataroot_gt``/``dataroot_lq`` (both required)."""
     where = f'datasets.{opt.get("phase", "?")} ({opt.get("name", "unnamed")})'
     roots = {key: opt.get(key) for key in ('dataroot_gt', 'dataroot_lq')}
     for key, root in roots.items():
         if not root:
             raise DatasetCheckError(f'{where}.{key} is not set')
+    return where, roots
+
+
+def check_paired_dataset(opt):
+    """Raise :class:`DatasetCheckError` for the first problem of a paired folder dataset."""
+    where, roots = _where_and_roots(opt)
+    for key, root in roots.items():
         if not osp.isdir(root):
             raise DatasetCheckError(f'{where}.{key}: folder {root} does not exist')
     gts, lqs = _images(roots['dataroot_gt']), _images(roots['dataroot_lq'])
@@ -116,12 +123,8 @@ def _lmdb_sizes(root, where, key):
 
 def check_lmdb_dataset(opt):
     """Raise :class:`DatasetCheckError` for the first problem of a paired LMDB dataset."""
-    where = f'datasets.{opt.get("phase", "?")} ({opt.get("name", "unnamed")})'
-    sizes = {}
-    for key in ('dataroot_gt', 'dataroot_lq'):
-        if not opt.get(key):
-            raise DatasetCheckError(f'{where}.{key} is not set')
-        sizes[key] = _lmdb_sizes(opt[key], where, key)
+    where, roots = _where_and_roots(opt)
+    sizes = {key: _lmdb_sizes(root, where, key) for key, root in roots.items()}
     gts, lqs = sizes['dataroot_gt'], sizes['dataroot_lq']
     if set(gts) != set(lqs):
         raise DatasetCheckError(

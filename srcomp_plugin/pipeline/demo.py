@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from ..errors import SrcompError
+from ..measure.bicubic import bicubic_scores
 from .demo_data import build_demo_dataset
 from .runner import Pipeline, StageFailed, run_command
 from .stage_options import deep_merge, load_yaml, save_yaml
@@ -133,25 +134,6 @@ def test_if_needed(workdir, name, network, checkpoint, datasets, scale, logs=Non
         save_yaml(path, opt)
         _run([sys.executable, '-m', 'srcomp_plugin.test', '-opt', str(path)], workdir, name, logs)
     return results
-
-
-def bicubic_scores(data, scale):
-    """Mean Y-PSNR/SSIM of MATLAB-bicubic upscaling on the held-out images (crop = scale)."""
-    import cv2
-    import numpy as np
-
-    import srcomp_plugin  # noqa: F401
-    from basicsr.metrics import calculate_psnr, calculate_ssim
-    from basicsr.utils.matlab_functions import imresize
-
-    psnr, ssim = [], []
-    for gt_path in sorted(Path(data['val_gt']).glob('*.png')):
-        gt = cv2.imread(str(gt_path))
-        lq = cv2.imread(str(Path(data['val_lq']) / f'{gt_path.stem}x{scale}.png'))
-        sr = np.clip(np.round(imresize(lq / 255., scale) * 255.), 0, 255)[:gt.shape[0], :gt.shape[1]]
-        psnr.append(calculate_psnr(sr, gt, crop_border=scale, test_y_channel=True))
-        ssim.append(calculate_ssim(sr, gt, crop_border=scale, test_y_channel=True))
-    return float(np.mean(psnr)), float(np.mean(ssim))
 
 
 def infer_edsr_network(checkpoint):
@@ -282,7 +264,8 @@ def run_demo(args):
                                                        budget['student'], scale, lr=SCRATCH_LR), logs)
 
     # 5. evaluation
-    rows = [('bicubic', None, None, bicubic_scores(data, scale))]
+    bicubic = bicubic_scores(data['val_gt'], data['val_lq'], scale, f'{{}}x{scale}', ssim=True)
+    rows = [('bicubic', None, None, (bicubic['psnr'], bicubic['ssim']))]
     for role, net, ckpt, results in (
             ('teacher', teacher_net, teacher_ckpt, None),
             ('scratch', student_net, scratch_ckpt, None),

@@ -403,37 +403,18 @@ def plot_psnr(runs, x, sets, path, out_hw=OUT_HW, bicubic=None):
     return len(points)
 
 
-def _bicubic_on_set(opt, scale):
-    """Mean Y-PSNR (crop = scale) of MATLAB-bicubic upscaling on one logged test set, or None if unreadable here."""
-    import cv2
-    import numpy as np
-    from basicsr.metrics import calculate_psnr
-    from basicsr.utils.matlab_functions import imresize
-
-    from ..data.dataset_checks import IMAGE_EXT
-
-    gt_dir, lq_dir = Path(str(opt.get('dataroot_gt'))), Path(str(opt.get('dataroot_lq')))
-    if not (gt_dir.is_dir() and lq_dir.is_dir()):
-        return None
-    scores = []
-    for gt_path in sorted(p for p in gt_dir.iterdir() if p.suffix.lower() in IMAGE_EXT):
-        lq_path = lq_dir / f'{opt.get("filename_tmpl", "{}").format(gt_path.stem)}{gt_path.suffix}'
-        gt, lq = cv2.imread(str(gt_path)), cv2.imread(str(lq_path))
-        if gt is None or lq is None:
-            return None
-        up = np.clip(np.round(imresize(lq / 255., scale) * 255.), 0, 255)
-        scores.append(calculate_psnr(up, gt[:up.shape[0], :up.shape[1]], crop_border=scale, test_y_channel=True))
-    return sum(scores) / len(scores) if scores else None
-
-
 def bicubic_psnr(runs, sets):
     """``{scale: mean over sets of the bicubic Y-PSNR}`` on the runs' logged test sets (the
     same pairs and protocol); a scale whose sets are not all readable here is left out."""
+    from ..measure.bicubic import bicubic_scores
+
     found = {}
     for run in runs:
         if run.scale not in found:
-            values = [_bicubic_on_set(run.datasets.get(name) or {}, run.scale) for name in sets]
-            found[run.scale] = None if None in values else sum(values) / len(values)
+            opts = [run.datasets.get(name) or {} for name in sets]
+            values = [bicubic_scores(o.get('dataroot_gt'), o.get('dataroot_lq'), run.scale,
+                                     o.get('filename_tmpl', '{}')) for o in opts]
+            found[run.scale] = None if None in values else sum(v['psnr'] for v in values) / len(values)
     return {scale: value for scale, value in found.items() if value is not None}
 
 
