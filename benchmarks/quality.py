@@ -70,6 +70,19 @@ FAMILIES = {
         'ratio': 0.04,  # -> EDSR f16b4, res_scale 2 (31,043 params, 4.0% of the teacher)
         'prune_iters': 2000,
     },
+    # SwinIR-light (the paper's teacher) -> SwinIRmini, sized for two CPU cores: batch 8, one
+    # budget, the three arms the issue asks of this family. No structured stage 1 (a SwinIR slice
+    # is never lossless, see srcomp_plugin.compress.structured_decay): the srcomp arm is the
+    # recipe as `srcomp compress` writes it for SwinIR, sliced from the plain OBProx-SG prune.
+    'swinir': {
+        'teacher': {'type': 'SwinIR', 'upscale': SCALE, 'in_chans': 3, 'img_size': LR_PATCH, 'window_size': 8,
+                    'img_range': 1., 'depths': [6, 6, 6, 6], 'embed_dim': 60, 'num_heads': [6, 6, 6, 6],
+                    'mlp_ratio': 2, 'upsampler': 'pixelshuffledirect', 'resi_connection': '1conv'},
+        'teacher_iters': 4000, 'teacher_batch': 8, 'teacher_lr': 4e-4, 'teacher_warmup': 200,
+        'ratio': 0.109,  # -> SwinIRmini embed_dim 24, depths [4, 4, 4] (98,868 params, 10.9%)
+        'prune_iters': 1000, 'batch': 8, 'kinds': ('plain', ), 'arms': ('scratch', 'paper', 'srcomp'),
+        'budgets': (1000, ),
+    },
 }
 SMOKE = {  # --smoke: the same code paths, tiny: a test that the harness works, not a measurement
     'family': {'teacher': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 16, 'num_block': 2,
@@ -125,8 +138,11 @@ def _base_opt(name, model_type, network, data, iters, seed, batch=BATCH):
 # ----------------------------------------------------------------------------- running
 
 
+THREADS = 1  # per run (--threads)
+
+
 def _env():
-    return dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    return dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
 
 
 def _run(cmd, cwd, log):
@@ -203,7 +219,8 @@ def teacher(work, family, data):
         return asset
     iters = cfg['teacher_iters']
     opt = _base_opt(f'q_{family}_teacher', 'SRModel', cfg['teacher'], data, iters, 0, batch=cfg['teacher_batch'])
-    opt['train'] = dict(_cosine(iters, cfg['teacher_lr']), total_iter=iters, warmup_iter=-1, ema_decay=0.999,
+    opt['train'] = dict(_cosine(iters, cfg['teacher_lr']), total_iter=iters, warmup_iter=cfg.get('teacher_warmup', -1),
+                        ema_decay=0.999,
                         pixel_opt={'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'})
     opt['val']['val_freq'] = 5000
     latest = train(work, opt)
@@ -233,7 +250,8 @@ def stage_one_and_two(work, family, data, teacher_ckpt, structured):
     cfg = FAMILIES[family]
     kind = 'structured' if structured else 'plain'
     iters = cfg['prune_iters']
-    opt = _base_opt(f'q_{family}_prune_{kind}', 'SparseSRModel', cfg['teacher'], data, iters, 0)
+    opt = _base_opt(f'q_{family}_prune_{kind}', 'SparseSRModel', cfg['teacher'], data, iters, 0,
+                    batch=cfg.get('batch', BATCH))
     opt['path'].update(pretrain_network_g=str(teacher_ckpt), param_key_g='params_ema')
     opt['train'] = {'total_iter': iters, 'warmup_iter': -1, 'ema_decay': 0.999,
                     'optim_g': {'type': 'OBProxSG', 'lr': 5e-3, 'lambda_': 1e-4, 'epoch_size': 'auto', 'Np': 1,
@@ -262,11 +280,12 @@ def arm_options(arm, family, iters, seed, data, generated):
     from srcomp_plugin.compress.recipes import rescale_schedule
 
     name = f'q_{family}_{arm}_{iters}_s{seed}'
-    source = 'structured' if arm.startswith('srcomp') else 'plain'
+    source = 'structured' if arm.startswith('srcomp') and 'structured' in generated else 'plain'
     recipe = 'paper' if arm == 'paper' else 'srcomp'
     with open(generated[source][recipe], encoding='utf-8') as f:
         opt = yaml.safe_load(f)
-    opt.update(name=name, manual_seed=seed, datasets=_datasets(data), logger=_logger(iters),
+    opt.update(name=name, manual_seed=seed, datasets=_datasets(data, FAMILIES[family].get('batch', BATCH)),
+               logger=_logger(iters),
                val={'val_freq': 10 ** 9, 'save_img': False, 'metrics': _metrics()})
     opt['path']['param_key_t'] = 'params_ema'
     train_opt = rescale_schedule(opt['train'], iters)  # the recipe's schedule, ending at this budget
@@ -291,12 +310,16 @@ def arm_options(arm, family, iters, seed, data, generated):
 
 
 def planned_runs(families, arms, budgets, seeds):
-    """Budget by budget, seed by seed: a partial ablation has every arm at the first seed."""
+    """Budget by budget, seed by seed: a partial ablation has every arm at the first seed.
+
+    A family runs only its own arms and budgets (``arms``/``budgets`` in :data:`FAMILIES`) when it names them.
+    """
     runs = []
     for family in families:
-        for iters in budgets:
+        cfg = FAMILIES[family]
+        for iters in [b for b in budgets if b in cfg.get('budgets', budgets)]:
             for seed in seeds:
-                for arm in arms:
+                for arm in [a for a in arms if a in cfg.get('arms', arms)]:
                     if iters >= 16000 and (arm not in ARMS_AT_16K or seed != seeds[0]):
                         continue
                     runs.append((family, arm, iters, seed))
@@ -322,7 +345,7 @@ def append_result(record):
 def one_run(work, data, setups, family, arm, iters, seed):
     """Train and test one (family, arm, budget, seed) once its stages 1-2 are done; append its record."""
     start = time.time()
-    generated = {kind: setups[family, kind].result() for kind in ('plain', 'structured')}
+    generated = {kind: setups[family, kind].result() for kind in _kinds(family)}
     opt = arm_options(arm, family, iters, seed, data, generated)
     checkpoint = train(work, opt)
     psnr, ssim = test(work, f'{opt["name"]}_test', opt['network_g'], checkpoint, data)
@@ -335,6 +358,11 @@ def one_run(work, data, setups, family, arm, iters, seed):
           + f' (mean Set5/14 {_set5_14(record):.2f}) in {record["minutes"]} min',
           flush=True)
     return record
+
+
+def _kinds(family):
+    """The stage-1 kinds a family runs: plain OBProx-SG and, for EDSR, the structured prune."""
+    return FAMILIES[family].get('kinds', ('plain', 'structured'))
 
 
 # ----------------------------------------------------------------------------- the table
@@ -401,7 +429,8 @@ def build_parser():
     parser.add_argument('--arms', nargs='+', default=list(ARMS), choices=ARMS)
     parser.add_argument('--budgets', nargs='+', type=int, default=list(BUDGETS))
     parser.add_argument('--seeds', nargs='+', type=int, default=list(SEEDS))
-    parser.add_argument('--jobs', type=int, default=2, help='runs side by side, one thread each (default 2)')
+    parser.add_argument('--jobs', type=int, default=2, help='runs side by side (default 2)')
+    parser.add_argument('--threads', type=int, default=1, help='threads of each run (default 1)')
     parser.add_argument('--max-runs', type=int, help='stop after this many new runs')
     parser.add_argument('--setup-only', action='store_true', help='data, teacher and stages 1-2 only')
     parser.add_argument('--table', action='store_true', help='only rewrite benchmarks/QUALITY.md from the JSON')
@@ -415,14 +444,14 @@ def use_smoke_settings(work):
     global RESULTS, ASSETS, TABLE, TRAIN_SETS, TEST_SETS, FAMILIES
     RESULTS, ASSETS, TABLE = work / 'quality.json', work / 'quality_assets', work / 'QUALITY.md'
     TRAIN_SETS, TEST_SETS = SMOKE['train_sets'], SMOKE['test_sets']
-    FAMILIES = {family: dict(SMOKE['family']) for family in FAMILIES}
+    FAMILIES = {'edsr': dict(SMOKE['family'])}
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.smoke:
         use_smoke_settings(Path(args.work).resolve())
-        args.budgets, args.seeds = SMOKE['budgets'], SMOKE['seeds']
+        args.budgets, args.seeds, args.families = SMOKE['budgets'], SMOKE['seeds'], ['edsr']
     if args.table:
         print(write_table(load_results()))
         return 0
@@ -430,6 +459,8 @@ def main(argv=None):
         sys.exit(f'{SHARED} is missing: the ablation trains on BSD68 + SunHays80 and tests on Set5/Set14/Urban100')
     import srcomp_plugin  # noqa: F401  (registries and the torchvision alias before BasicSR)
 
+    global THREADS
+    THREADS = args.threads
     work = Path(args.work).resolve()
     (work / 'logs').mkdir(parents=True, exist_ok=True)
     data = prepare_data(work)
@@ -441,7 +472,7 @@ def main(argv=None):
         # stage 1 (plain and structured) side by side; a run waits for the stage it starts from
         setups = {(family, kind): pool.submit(stage_one_and_two, work, family, data, teachers[family],
                                               kind == 'structured')
-                  for family in args.families for kind in ('plain', 'structured')}
+                  for family in args.families for kind in _kinds(family)}
         tasks = [pool.submit(teacher_record, work, family, data, teachers[family])
                  for family in args.families if (family, 'teacher', FAMILIES[family]['teacher_iters'], 0) not in done]
         if not args.setup_only:
@@ -456,6 +487,7 @@ def main(argv=None):
                 print(f'[quality] FAILED: {err}', flush=True)
     write_table(load_results())
     return 1 if failures else 0
+
 
 if __name__ == '__main__':
     sys.exit(main())
