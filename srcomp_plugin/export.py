@@ -13,10 +13,19 @@ the one traced (by default two, one not a multiple of the SwinIR window): TorchS
 through ``torch.jit.load``, ONNX through ONNX Runtime when it is installed. A maximum
 absolute difference above ``--atol`` (1e-4) fails the command.
 
+``--fp16`` (ONNX) writes float16 weights and float16 compute between a float32 input and
+output, so callers feed the same tensors: half the file, and the precision GPUs run fast. Its
+check is a PSNR against the float32 network in PyTorch (``--min-psnr``, default 50 dB on
+outputs in [0, 1]; float16 rounding alone costs far less). ONNX Runtime's CPU provider runs
+the float16 nodes it has no kernel for in float32 between casts, so every activation is still
+rounded to float16 between nodes, as on a GPU.
+
 Python users call :func:`export_network` and :func:`check_export` directly.
 """
 import argparse
+import copy
 import json
+import math
 import sys
 import tempfile
 import time
@@ -26,6 +35,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from .accel.edsr_fused_convs import use_eager_convs
 from .accel.swinir_fast_attention import use_fused_attention
 from .errors import SrcompError
 from .measure.complexity import ProfileError, build_from_opt, window_of
@@ -35,6 +45,7 @@ from .utils.checkpoint_io import load_state_dict
 FORMATS = {'onnx': '.onnx', 'torchscript': '.pt'}
 DEFAULT_EXAMPLE_HW = (37, 45)  # traced at a size that is no multiple of the window: padding is in the graph
 DEFAULT_CHECK_HW = ((29, 51), (48, 64))
+DEFAULT_MIN_PSNR = 50.0  # dB, --fp16 file against the float32 network
 
 
 class ExportError(SrcompError, ValueError):
@@ -84,6 +95,18 @@ def load_network(opt_path, checkpoint=None, network_key='network_g', param_key=N
 # ----------------------------------------------------------------------------- export
 
 
+class Float16Graph(torch.nn.Module):
+    """``net`` in float16 between a float32 input and output (the interface of the float32 file)."""
+
+    def __init__(self, net):
+        super().__init__()
+        # eager convolutions: the fused oneDNN kernels of the CPU fast path are float32 only
+        self.net = use_eager_convs(copy.deepcopy(net)).half().eval()
+
+    def forward(self, x):
+        return self.net(x.half()).float()
+
+
 def _example_input(net, hw, batch=1):
     from .measure.complexity import input_channels
 
@@ -100,17 +123,22 @@ def _trace(net, example):
             return torch.jit.trace(net, example, check_trace=False)
 
 
-def export_network(net, path, fmt, example_hw=DEFAULT_EXAMPLE_HW, opset=17):
+def export_network(net, path, fmt, example_hw=DEFAULT_EXAMPLE_HW, opset=17, fp16=False):
     """Write ``net`` (eval mode) to ``path`` as ``fmt`` ('onnx' or 'torchscript'); returns ``path``.
 
     SwinIR blocks are switched to the fused, traceable path first (in place; weights and
-    outputs unchanged). The batch, height and width axes of the file are dynamic.
+    outputs unchanged). The batch, height and width axes of the file are dynamic. ``fp16``
+    (ONNX only): float16 weights and compute, float32 input and output (:class:`Float16Graph`).
     """
     if fmt not in FORMATS:
         raise ExportError(f'--format must be one of {", ".join(FORMATS)}, got {fmt!r}')
+    if fp16 and fmt != 'onnx':
+        raise ExportError(f'--fp16 is for --format onnx, not {fmt}')
     path = Path(path)
     _check_writable(path)
     net = use_fused_attention(net).eval()
+    if fp16:
+        net = Float16Graph(net)
     example = _example_input(net, _window_safe(example_hw, net))
     if fmt == 'torchscript':
         traced = _trace(net, example)
@@ -190,11 +218,13 @@ def load_runner(path, fmt, threads=None):
     return run
 
 
-def check_export(net, path, fmt, sizes=DEFAULT_CHECK_HW, atol=1e-4, batch=1):
+def check_export(net, path, fmt, sizes=DEFAULT_CHECK_HW, atol=1e-4, batch=1, min_psnr=None):
     """Compare an exported file with ``net`` on each (h, w) of ``sizes``; returns a list of dicts.
 
-    Each row: ``lr_hw``, ``out_shape``, ``max_abs_diff``, ``ok`` (``<= atol``). For ONNX
-    without ONNX Runtime installed, returns None (nothing could be run).
+    Each row: ``lr_hw``, ``out_shape``, ``max_abs_diff``, ``ok`` (``max_abs_diff <= atol``);
+    with ``min_psnr`` (a float16 file) also ``psnr`` (dB, outputs clipped to [0, 1]) and ``ok``
+    is ``psnr >= min_psnr``. For ONNX without ONNX Runtime installed, returns None (nothing
+    could be run).
     """
     if fmt == 'onnx' and not onnxruntime_available():
         return None
@@ -206,10 +236,22 @@ def check_export(net, path, fmt, sizes=DEFAULT_CHECK_HW, atol=1e-4, batch=1):
         with torch.no_grad():
             ref = net(x)
         out = run(x)
-        diff = float((out - ref).abs().max()) if out.shape == ref.shape else float('inf')
-        rows.append({'lr_hw': list(x.shape[-2:]), 'out_shape': list(out.shape), 'max_abs_diff': diff,
-                     'ok': diff <= atol})
+        same = out.shape == ref.shape
+        row = {'lr_hw': list(x.shape[-2:]), 'out_shape': list(out.shape),
+               'max_abs_diff': float((out - ref).abs().max()) if same else float('inf')}
+        if min_psnr is None:
+            row['ok'] = row['max_abs_diff'] <= atol
+        else:
+            row['psnr'] = _psnr(out, ref) if same else 0.0
+            row['ok'] = row['psnr'] >= min_psnr
+        rows.append(row)
     return rows
+
+
+def _psnr(out, ref):
+    """PSNR in dB of ``out`` against ``ref``, both clipped to [0, 1] as an image writer would."""
+    mse = float(((out.float().clamp(0, 1) - ref.float().clamp(0, 1)) ** 2).mean())
+    return 10 * math.log10(1 / max(mse, 1e-20))  # identical outputs: 200 dB, still a number in JSON
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -234,6 +276,11 @@ def build_parser():
     parser.add_argument('--check-size', type=parse_hw, action='append', metavar='HxW',
                         help='LR size to compare the file with PyTorch at (repeatable; default 29x51 and 48x64)')
     parser.add_argument('--atol', type=float, default=1e-4, help='largest accepted |file - PyTorch| (default 1e-4)')
+    parser.add_argument('--fp16', action='store_true',
+                        help='ONNX with float16 weights and compute, float32 input and output (half the file)')
+    parser.add_argument('--min-psnr', type=float, default=DEFAULT_MIN_PSNR, metavar='DB',
+                        help=f'with --fp16: lowest accepted PSNR of the file against the float32 network in PyTorch '
+                        f'(default {DEFAULT_MIN_PSNR:g}); replaces --atol')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset (default 17)')
     parser.add_argument('--no-check', action='store_true', help='write the file without checking it')
     parser.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
@@ -245,13 +292,15 @@ def run_export(args):
     net, info = load_network(args.opt, args.checkpoint, args.network, args.param_key)
     output = Path(args.output) if args.output else Path(info['checkpoint']).with_suffix(FORMATS[args.format])
     start = time.perf_counter()
-    export_network(net, output, args.format, example_hw=args.example_size, opset=args.opset)
-    result = dict(info, format=args.format, output=str(output), bytes=output.stat().st_size,
-                  export_s=time.perf_counter() - start, atol=args.atol, checks=None, check_note=None)
+    export_network(net, output, args.format, example_hw=args.example_size, opset=args.opset, fp16=args.fp16)
+    result = dict(info, format=args.format, fp16=args.fp16, output=str(output), bytes=output.stat().st_size,
+                  export_s=time.perf_counter() - start, atol=args.atol,
+                  min_psnr=args.min_psnr if args.fp16 else None, checks=None, check_note=None)
     if args.no_check:
         result['check_note'] = 'not checked (--no-check)'
     else:
-        rows = check_export(net, output, args.format, sizes=args.check_size or DEFAULT_CHECK_HW, atol=args.atol)
+        rows = check_export(net, output, args.format, sizes=args.check_size or DEFAULT_CHECK_HW, atol=args.atol,
+                            min_psnr=result['min_psnr'])
         if rows is None:
             result['check_note'] = ('not checked: onnxruntime is not installed '
                                     '(pip install "srcomp_plugin[onnx]")')
@@ -263,18 +312,23 @@ def run_export(args):
 def format_table(result):
     lines = [f'{result["arch"]} ({result["network"]} of {result["opt"]}, weights {result["param_key"] or "state dict"} '
              f'of {result["checkpoint"]})',
-             f'-> {result["output"]}  [{result["format"]}, {result["bytes"] / 2**20:.2f} MiB, '
+             f'-> {result["output"]}  [{result["format"]}{", float16" if result["fp16"] else ""}, '
+             f'{result["bytes"] / 2**20:.2f} MiB, '
              f'dynamic batch/height/width, {result["export_s"]:.1f} s]']
     if result['checks'] is None:
         lines.append(result['check_note'])
     else:
         runner = 'ONNX Runtime' if result['format'] == 'onnx' else 'torch.jit.load'
-        lines.append(f'check against PyTorch ({runner}), tolerance {result["atol"]:g}:')
-        lines.append(f'  {"LR size":<10} {"output":<18} {"max |diff|":>11}  ok')
+        bound = (f'PSNR >= {result["min_psnr"]:g} dB against float32' if result['fp16']
+                 else f'tolerance {result["atol"]:g}')
+        lines.append(f'check against PyTorch ({runner}), {bound}:')
+        psnr_head = f' {"PSNR dB":>8}' if result['fp16'] else ''
+        lines.append(f'  {"LR size":<10} {"output":<18} {"max |diff|":>11}{psnr_head}  ok')
         for row in result['checks']:
             size = 'x'.join(map(str, row['lr_hw']))
             shape = 'x'.join(map(str, row['out_shape']))
-            lines.append(f'  {size:<10} {shape:<18} {row["max_abs_diff"]:>11.2e}  {"yes" if row["ok"] else "NO"}')
+            psnr = f' {row["psnr"]:>8.2f}' if result['fp16'] else ''
+            lines.append(f'  {size:<10} {shape:<18} {row["max_abs_diff"]:>11.2e}{psnr}  {"yes" if row["ok"] else "NO"}')
     return '\n'.join(lines)
 
 
@@ -287,7 +341,8 @@ def main(argv=None):
         return 2
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     if result['checks'] and not all(row['ok'] for row in result['checks']):
-        print(f'srcomp export: the exported file differs from PyTorch by more than {args.atol:g}', file=sys.stderr)
+        bound = f'a PSNR below {args.min_psnr:g} dB' if args.fp16 else f'more than {args.atol:g}'
+        print(f'srcomp export: the exported file differs from PyTorch by {bound}', file=sys.stderr)
         return 1
     return 0
 

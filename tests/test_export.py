@@ -129,3 +129,46 @@ def test_errors_name_the_file_at_fault(tmp_path, capsys):
     _, other, _ = make_checkpoint(tmp_path, 'SwinIRmini')
     code, _, err = run_cli(['-opt', opt, '--checkpoint', other, '--format', 'torchscript'], capsys)
     assert code == 2 and 'does not fit network_g' in err and 'SwinIRmini.pth' in err
+
+
+@pytest.mark.parametrize('arch', sorted(NETWORKS))
+def test_fp16_onnx_is_half_the_file_and_within_the_stated_psnr(tmp_path, capsys, arch):
+    onnx = pytest.importorskip('onnx',
+                               reason='onnx is not installed (optional extra: pip install "srcomp_plugin[onnx]")')
+    ort = pytest.importorskip('onnxruntime',
+                              reason='onnxruntime is not installed (optional extra: pip install "srcomp_plugin[onnx]")')
+    opt, ckpt, reference = make_checkpoint(tmp_path, arch)
+    files = {}
+    for name, extra in (('fp32', []), ('fp16', ['--fp16'])):
+        files[name] = tmp_path / f'{name}.onnx'
+        code, out, err = run_cli(['-opt', opt, '--checkpoint', ckpt, '--format', 'onnx', '--output', files[name],
+                                  '--json', *extra], capsys)
+        assert code == 0, err
+    result = json.loads(out)
+    assert result['fp16'] and result['min_psnr'] == 50.0
+    assert all(row['ok'] and 50 <= row['psnr'] < 200 for row in result['checks'])  # rounded, not identical
+    graph = onnx.load(str(files['fp16'])).graph
+    float16, float32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    weights = [t for t in graph.initializer if len(t.dims) > 1]
+    assert weights and all(t.data_type == float16 for t in weights)
+    assert [v.type.tensor_type.elem_type for v in list(graph.input) + list(graph.output)] == [float32, float32]
+    weight_bytes = {name: sum(len(t.raw_data) for t in onnx.load(str(f)).graph.initializer)
+                    for name, f in files.items()}
+    assert weight_bytes['fp16'] * 2 == weight_bytes['fp32']  # a tiny graph's nodes outweigh its weights
+    session = ort.InferenceSession(str(files['fp16']), providers=['CPUExecutionProvider'])
+    for x in inputs():  # dynamic sizes, and within float16 rounding of BasicSR's float32 network
+        with torch.no_grad():
+            ref = reference(x)
+        got = torch.from_numpy(session.run(None, {'lq': x.numpy()})[0])
+        assert got.shape == ref.shape and got.dtype == torch.float32
+        assert 0 < (got - ref).abs().max().item() < 0.05
+
+
+def test_fp16_is_refused_for_torchscript_and_a_failed_psnr_fails(tmp_path, capsys):
+    pytest.importorskip('onnxruntime', reason='onnxruntime is not installed')
+    opt, ckpt, _ = make_checkpoint(tmp_path, 'EDSRmini')
+    code, _, err = run_cli(['-opt', opt, '--checkpoint', ckpt, '--format', 'torchscript', '--fp16'], capsys)
+    assert code == 2 and '--fp16 is for --format onnx' in err
+    code, out, err = run_cli(['-opt', opt, '--checkpoint', ckpt, '--format', 'onnx', '--fp16', '--min-psnr', '300'],
+                             capsys)
+    assert code == 1 and 'a PSNR below 300 dB' in err and 'PSNR >= 300 dB against float32' in out and 'NO' in out
