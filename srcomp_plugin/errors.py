@@ -19,6 +19,14 @@ class InputFileError(SrcompError, FileNotFoundError):
     """A file or folder that an option names does not exist."""
 
 
+class CompressError(SrcompError, ValueError):
+    """A compression request (stage 2, or a family's shape rule) that cannot be carried out."""
+
+
+class CompressWarning(UserWarning):
+    """Stage 2 went ahead but not as asked (e.g. the student is over budget); the message says why."""
+
+
 def message(err):
     """The text of ``err`` (a ``KeyError`` subclass would otherwise print its message quoted)."""
     return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)

@@ -303,7 +303,7 @@ def test_swinir_attention_slice_keeps_scores_per_head():
     """
     from basicsr.archs.swinir_arch import SwinTransformerBlock
 
-    from srcomp_plugin.compress.pruned_init import _slice_swin_layer
+    from srcomp_plugin.families.swinir import _slice_swin_layer
 
     torch.manual_seed(0)
     big, small, heads = 12, 6, 3
@@ -427,7 +427,7 @@ def test_command_errors(tmp_path, capsys):
 
 
 def test_head_dims_are_chosen_inside_each_head():
-    from srcomp_plugin.compress.pruned_init import _head_dims
+    from srcomp_plugin.families.swinir import _head_dims
 
     mass = torch.tensor([9., 8., 7., 6., 0.1, 0.3, 0.2, 0.0])  # two heads of 4 dims; head 0 is heavier throughout
     assert _head_dims(mass, heads=2, keep_per_head=2).tolist() == [0, 1, 5, 6]

@@ -122,3 +122,15 @@ def test_shipped_teacher_is_a_small_edsr_checkpoint():
     assert list(state) == ['params_ema']
     EDSR(**{k: v for k, v in network.items() if k != 'type'}).load_state_dict(state['params_ema'], strict=True)
     assert shipped_teacher('edsr', 3) is None and shipped_teacher('swinir', 2) is None
+
+
+def test_a_given_edsr_teacher_is_read_from_its_weights(tmp_path):
+    """``srcomp demo --teacher CKPT`` without ``--teacher-opt``: the EDSR record reads the network back."""
+    from srcomp_plugin.pipeline.demo import DemoError, infer_edsr_network, shipped_teacher
+
+    path, network = shipped_teacher('edsr', 2)
+    assert infer_edsr_network(path) == network
+    other = tmp_path / 'swinir.pth'
+    torch.save({'params': {'layers.0.residual_group.blocks.0.norm1.weight': torch.ones(6)}}, other)
+    with pytest.raises(DemoError, match='not a BasicSR EDSR checkpoint'):
+        infer_edsr_network(other)

@@ -1,7 +1,11 @@
 """``recipe:`` in pipeline files: which stage 1 each recipe gets, and the errors."""
+from pathlib import Path
+
 import pytest
 
 from srcomp_plugin.pipeline import stage_options as so
+
+OPTIONS = Path(__file__).resolve().parents[1] / 'options'
 
 EDSR = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_block': 16, 'upscale': 2,
         'res_scale': 1, 'img_range': 255.}
@@ -33,8 +37,22 @@ def test_srcomp_recipe_on_edsr_with_a_ratio_decays_to_the_student_with_adam():
 ])
 def test_other_cases_keep_the_papers_stage_one(pipe):
     train = so.prune_options(pipe)['train']
-    assert 'sparsity' not in train
+    assert 'structured' not in train['sparsity']
     assert train['optim_g']['type'] == 'OBProxSG'
+    family = 'EDSR_f64b16' if pipe['teacher']['network']['type'] == 'EDSR' else 'SwinIR_light'
+    assert train == so.load_yaml(OPTIONS / 'prune' / f'train_{family}_x2_prune.yml')['train']  # the release's file
+
+
+def test_structured_stage_one_keeps_the_release_file_but_its_optimizer():
+    train = so.prune_options(_pipe(compress={'ratio': 0.04}))['train']
+    release = so.load_yaml(OPTIONS / 'prune' / 'train_EDSR_f64b16_x2_prune.yml')['train']
+    assert {k: v for k, v in train.items() if k not in ('optim_g', 'sparsity')} == {
+        k: v for k, v in release.items() if k not in ('optim_g', 'sparsity')}
+
+
+def test_prune_overrides_merge_onto_the_release_file():
+    train = so.prune_options(_pipe(recipe='paper', prune={'train': {'total_iter': 300, 'optim_g': {'Np': 2}}}))['train']
+    assert train['total_iter'] == 300 and train['optim_g']['Np'] == 2 and train['optim_g']['lambda_'] == 1e-4
 
 
 def test_unknown_recipe_is_refused():
@@ -55,7 +73,5 @@ def test_unknown_or_misspelled_keys_are_refused(extra, words):
 
 
 def test_shipped_pipeline_files_pass():
-    from pathlib import Path
-
-    for path in sorted((Path(__file__).resolve().parents[1] / 'options' / 'pipeline').glob('*.yml')):
+    for path in sorted((OPTIONS / 'pipeline').glob('*.yml')):
         so.check_pipeline_options(so.load_yaml(path), str(path))

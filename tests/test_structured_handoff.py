@@ -14,7 +14,8 @@ from helpers import run_module, tiny_train_opt, use_obproxsg, write_opt
 from srcomp_plugin.compress import compress, pruned_state_dict
 from srcomp_plugin.compress.init_quality import init_psnr
 from srcomp_plugin.compress.shape_rule import build_arch
-from srcomp_plugin.compress.structured_decay import StructuredDecay, edsr_drop_masks, parse_structured
+from srcomp_plugin.compress.structured_decay import StructuredDecay, parse_structured
+from srcomp_plugin.families.edsr import drop_masks as edsr_drop_masks
 from test_resume_exact import KILL_AT, TOTAL, _run_pair
 
 EDSR = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 4, 'upscale': 2,

@@ -1,7 +1,8 @@
 """Stage 2 of the method: derive the compact student from a (sparse) teacher.
 
-* :mod:`.families`: supported teachers (EDSR, EDSRmini -> EDSRmini; SwinIR, SwinIRmini ->
-  SwinIRmini) and what depth and width mean for each;
+What depth, width and slicing mean for each teacher family is in its record
+(:mod:`srcomp_plugin.families`); this package applies them:
+
 * :mod:`.shape_rule`: the rule (depth kept, then the largest width within r x teacher params);
 * :mod:`.pruned_init`: ``--init pruned``, a student state dict sliced from the sparse teacher;
 * :mod:`.recipes`: the stage-3 recipes (``srcomp``, ``paper``) read from ``options/distill``;
@@ -10,16 +11,16 @@
 * :mod:`.compressor`: all of it from an option file and a checkpoint (``srcomp compress``,
   whose argument parsing is :mod:`.cli`).
 """
+from ..errors import CompressError, CompressWarning
+from ..families import SUPPORTED_TEACHERS, teacher_family
 from .compressor import CompressResult, compress
 from .distill_options import build_distill_options, check_distill_options
-from .errors import CompressError, CompressWarning
-from .families import SUPPORTED_TEACHERS, teacher_family
-from .pruned_init import prune_edsr, prune_swinir, pruned_state_dict
+from .pruned_init import pruned_state_dict
 from .recipes import DEFAULT_RECIPE, RECIPES, load_recipe, recipe_train
 from .shape_rule import StudentShape, derive_student, parse_ratio
 
 __all__ = [
     'CompressError', 'CompressResult', 'CompressWarning', 'DEFAULT_RECIPE', 'RECIPES', 'SUPPORTED_TEACHERS',
     'StudentShape', 'build_distill_options', 'check_distill_options', 'compress', 'derive_student', 'load_recipe',
-    'parse_ratio', 'prune_edsr', 'prune_swinir', 'pruned_state_dict', 'recipe_train', 'teacher_family'
+    'parse_ratio', 'pruned_state_dict', 'recipe_train', 'teacher_family'
 ]

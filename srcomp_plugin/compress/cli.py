@@ -13,7 +13,7 @@ import sys
 import warnings
 
 from .compressor import compress, output_files
-from .errors import CompressError, CompressWarning
+from ..errors import CompressError, CompressWarning
 from .recipes import DEFAULT_RECIPE, INITS, RECIPES
 
 

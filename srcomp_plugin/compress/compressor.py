@@ -28,8 +28,8 @@ from ..measure.complexity import ProfileError, profile_network
 from ..measure.sparsity import density_report, resolve_patterns
 from ..utils.checkpoint_io import CheckpointReadError, load_state_dict
 from .distill_options import build_distill_options
-from .errors import CompressError, CompressWarning
-from .families import teacher_family
+from ..errors import CompressError, CompressWarning
+from ..families import teacher_family
 from .init_quality import init_psnr
 from .pruned_init import pruned_state_dict
 from .recipes import DEFAULT_RECIPE, INITS, load_recipe

@@ -21,7 +21,7 @@ HR patch 96 for EDSR and 128 for SwinIR in both stages).
 """
 import copy
 
-from .errors import CompressError
+from ..errors import CompressError
 from .recipes import DEFAULT_RECIPE, recipe_train
 
 COPIED_KEYS = ('scale', 'num_gpu', 'manual_seed', 'datasets', 'val', 'logger', 'dist_params')

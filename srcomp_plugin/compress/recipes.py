@@ -1,6 +1,7 @@
 """Stage-3 recipes: named sets of ordinary BasicSR option keys for the distillation run.
 
-A recipe is a YAML template in ``options/distill/recipe_<name>.yml`` with two sections:
+A recipe is a YAML template in ``options/distill/recipe_<name>.yml`` (read through
+:mod:`srcomp_plugin.utils.option_templates`) with two sections:
 ``recipe`` (its ``name``, where the student starts, ``init: scratch|pruned``, and for
 ``srcomp`` the stage-1 optimizer of the pipeline's structured prune) and the ``train``
 section that ``srcomp compress`` writes, unchanged, into the stage-3 option file.
@@ -12,33 +13,20 @@ reads as a complete description of its run.
 * ``srcomp`` (the default): the student sliced from the stage-1 checkpoint, L1 to the
   teacher's output plus L1 to the ground truth, a cosine schedule that ends at the last
   iteration. Measured against ``paper`` and scratch training by ``benchmarks/quality.py``
-  (``benchmarks/QUALITY.md``); its loss weights and learning rate are not settled by that
-  ablation yet.
+  (``benchmarks/QUALITY.md``).
 
 A shorter ``total_iter`` rescales the schedule: MultiStepLR milestones keep their fractions
 of the run, and a cosine period becomes the run itself, so every schedule still decays to
 its end.
 """
 import copy
-from pathlib import Path
 
-import yaml
-
-from .errors import CompressError
+from ..errors import CompressError
+from ..utils.option_templates import load_template
 
 RECIPES = ('srcomp', 'paper')
 DEFAULT_RECIPE = 'srcomp'
 INITS = ('scratch', 'pruned')
-
-
-def recipe_dir():
-    """``options/distill`` of the repository (a clone or an editable install), else of the cwd."""
-    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
-        folder = root / 'options' / 'distill'
-        if (folder / f'recipe_{DEFAULT_RECIPE}.yml').is_file():
-            return folder
-    raise CompressError('the recipe templates options/distill/recipe_*.yml were not found next to the package or in '
-                        'the current folder; install srcomp from a clone of its repository (pip install -e .)')
 
 
 def load_recipe(name):
@@ -49,13 +37,12 @@ def load_recipe(name):
     """
     if name not in RECIPES:
         raise CompressError(f'--recipe must be one of {list(RECIPES)}, got {name!r}')
-    path = recipe_dir() / f'recipe_{name}.yml'
-    with open(path, encoding='utf-8') as f:
-        template = yaml.safe_load(f)
+    relative = f'distill/recipe_{name}.yml'
+    template = load_template(relative)
     head = template.get('recipe') or {}
     if head.get('name') != name or head.get('init') not in INITS or not isinstance(template.get('train'), dict):
-        raise CompressError(f'{path}: a recipe template needs recipe.name ({name}), recipe.init (one of {INITS}) and '
-                            'a train mapping')
+        raise CompressError(f'options/{relative}: a recipe template needs recipe.name ({name}), recipe.init '
+                            f'(one of {INITS}) and a train mapping')
     return {'name': name, 'init': head['init'], 'prune_optim_g': copy.deepcopy(head.get('prune_optim_g')),
             'train': copy.deepcopy(template['train'])}
 

@@ -8,13 +8,10 @@ One dict (:func:`build_report`), printed as a table (:func:`format_report`) and 
 import json
 from pathlib import Path
 
+from ..families import FAMILIES
+
 # Per-block densities are printed only up to this many rows (all of them go to the JSON).
 MAX_BLOCK_ROWS = 40
-
-
-def _shape_of(kwargs, family):
-    keys = ('num_feat', 'num_block', 'res_scale') if family == 'EDSR' else ('embed_dim', 'depths', 'num_heads')
-    return {k: kwargs.get(k) for k in keys}
 
 
 def _net_entry(network_opt, shape, params, profile):
@@ -47,9 +44,9 @@ def build_report(opt_path, checkpoint, key, density, ratio_source, shape, profil
             'budget_params': float(shape.budget),
             'depth_keep': shape.depth_keep,
         },
-        'teacher': _net_entry(teacher_opt, _shape_of(shape.teacher_kwargs, shape.family), shape.teacher_params,
+        'teacher': _net_entry(teacher_opt, FAMILIES[shape.family].shape(shape.teacher_kwargs), shape.teacher_params,
                               teacher_profile),
-        'student': _net_entry(shape.network_opt(), _shape_of(shape.student_kwargs, shape.family),
+        'student': _net_entry(shape.network_opt(), FAMILIES[shape.family].shape(shape.student_kwargs),
                               shape.student_params, student_profile),
         'width_candidates': [{'width': w, 'params': p} for w, p in shape.candidates],
         'fallback': shape.fallback,

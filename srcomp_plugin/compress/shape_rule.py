@@ -3,7 +3,7 @@
 The rule (ours, since the paper's equations could not
 be obtained, and it reproduces the release's hand-typed EDSRmini and SwinIRmini exactly):
 
-1. keep ``depth_keep`` of the residual units (see :mod:`.families` for what a unit is;
+1. keep ``depth_keep`` of the residual units (see :mod:`srcomp_plugin.families` for what a unit is;
    where there are stages x layers each is scaled by sqrt(depth_keep)), rounded, >= 1;
 2. take the largest valid width whose **exact** parameter count, counted on the
    instantiated student with :func:`srcomp_plugin.measure.complexity.count_params`, is
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from ..measure.complexity import count_params
-from .errors import CompressError, CompressWarning
-from .families import arch_class, teacher_family
+from ..errors import CompressError, CompressWarning
+from ..families import arch_class, teacher_family
 
 
 TOLERANCE = Fraction(1, 10 ** 9)  # 0.03621029609616756 must give EDSRmini as 49603/1369859 does

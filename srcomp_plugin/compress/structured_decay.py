@@ -5,7 +5,7 @@ blocks that still carry signal, so the sliced student starts far below bicubic. 
 ``train.sparsity.structured`` stage 1 instead chooses the student sub-network itself,
 part-way through training, exactly as ``srcomp compress --init pruned`` would choose it
 (the student shape of :func:`.shape_rule.derive_student`, the kept channels/blocks/groups
-of :func:`.pruned_init.prune_edsr` on the current weights), and then shrinks every weight
+of the family's slicer on the current weights), and then shrinks every weight
 *outside* it linearly to exactly zero while the rest keeps training and compensates.
 When the decay ends, slicing removes only zeros: the student computes what the stage-1
 network computes.
@@ -20,22 +20,22 @@ Schedule, with ``T = total_iter``, ``t0 = round(start * T)``, ``t1 = round(end *
   orthant steps of OBProx-SG keep them at 0 anyway).
 
 The scaling acts on the parameters after the optimizer's step, so it works the same for
-any optimizer. The masks (:func:`edsr_drop_masks`) cover every entry the slicer does not
+any optimizer. The masks (the family record's ``drop_masks``,
+:func:`srcomp_plugin.families.edsr.drop_masks`) cover every entry the slicer does not
 copy: the rows *and* the columns of dropped residual-stream channels, inner channels and
 upsampler groups, and whole dropped blocks. Zeroing the columns that read a dropped
 channel changes nothing (the channel is zero) but makes its L1 mass exactly zero, so the
 slicer's mass-based choice on the final checkpoint is the choice made here.
 
-EDSR-family teachers only: a SwinIR slice changes LayerNorm statistics (the mean and
-variance run over fewer channels), so no amount of zeroing makes it lossless.
+Families whose record has ``drop_masks`` only (EDSR): a SwinIR slice changes LayerNorm
+statistics (the mean and variance run over fewer channels), so no zeroing makes it lossless.
 """
 from dataclasses import dataclass
 
 import torch
 
-from .errors import CompressError
-from .families import teacher_family
-from .pruned_init import _groups, _upsample_stages, prune_edsr
+from ..errors import CompressError
+from ..families import teacher_family
 from .shape_rule import derive_student, parse_ratio
 
 OPTION = 'train.sparsity.structured'
@@ -47,6 +47,7 @@ DEFAULTS = {'depth_keep': 0.5, 'start': 0.2, 'end': 0.7}
 class StructuredPlan:
     """The validated options: the student shape and the decay's first and last iteration."""
     shape: object  # shape_rule.StudentShape
+    family: object  # the teacher's record (srcomp_plugin.families), with drop_masks
     start_iter: int  # t0: the selection is made on the weights after this iteration
     end_iter: int  # t1: the dropped weights are exactly 0 after this iteration's step
 
@@ -89,65 +90,15 @@ def parse_structured(structured, network_opt, total_iter):
     params = _budget(opt.get('params'))
     try:
         family, _ = teacher_family(network_opt)
-        if family.name != 'EDSR':
+        if family.drop_masks is None:
             raise CompressError(f'structured decay supports EDSR-family teachers only for now; network_g.type is '
-                                f'{network_opt["type"]!r} (a SwinIR slice changes the LayerNorm statistics, so '
-                                f'it is never lossless).')
+                                f'{network_opt["type"]!r} (a {family.name} slice changes the LayerNorm statistics, '
+                                f'so it is never lossless).')
         shape = derive_student(network_opt, ratio=ratio, params=params, depth_keep=opt['depth_keep'])
     except CompressError as err:
         raise ValueError(f'{OPTION}: {err}') from err
-    return StructuredPlan(shape=shape, start_iter=round(start * total_iter), end_iter=round(end * total_iter))
-
-
-# ------------------------------------------------------------------------------ masks
-
-
-def _dropped(shape, rows=None, cols=None):
-    """Boolean mask of ``shape``: False on the kept ``rows`` (dim 0) x ``cols`` (dim 1), True elsewhere."""
-    keep = torch.ones(shape, dtype=torch.bool)
-    for dim, index in ((0, rows), (1, cols)):
-        if index is not None:
-            kept = torch.zeros(shape[dim], dtype=torch.bool)
-            kept[torch.as_tensor(index, dtype=torch.long)] = True
-            keep &= kept.view([-1 if d == dim else 1 for d in range(len(shape))])
-    return ~keep
-
-
-def edsr_drop_masks(shapes, selection, teacher_kwargs):
-    """``{param name: bool mask}`` of every entry of an EDSR teacher that the slicer does not copy.
-
-    Args:
-        shapes: ``{name: torch.Size}`` of the teacher's parameters.
-        selection: what :func:`.pruned_init.prune_edsr` returns as its second value.
-        teacher_kwargs: the teacher's resolved kwargs (``num_block``, ``upscale``).
-    """
-    stream, inner = selection['stream'], selection['inner']
-    masks = {'conv_first.weight': _dropped(shapes['conv_first.weight'], stream),
-             'conv_first.bias': _dropped(shapes['conv_first.bias'], stream)}
-    for i in range(teacher_kwargs['num_block']):
-        block = f'body.{i}'
-        if i not in inner:  # a dropped block: everything goes
-            for kind in ('conv1.weight', 'conv1.bias', 'conv2.weight', 'conv2.bias'):
-                masks[f'{block}.{kind}'] = torch.ones(shapes[f'{block}.{kind}'], dtype=torch.bool)
-            continue
-        masks[f'{block}.conv1.weight'] = _dropped(shapes[f'{block}.conv1.weight'], inner[i], stream)
-        masks[f'{block}.conv1.bias'] = _dropped(shapes[f'{block}.conv1.bias'], inner[i])
-        masks[f'{block}.conv2.weight'] = _dropped(shapes[f'{block}.conv2.weight'], stream, inner[i])
-        masks[f'{block}.conv2.bias'] = _dropped(shapes[f'{block}.conv2.bias'], stream)
-    masks['conv_after_body.weight'] = _dropped(shapes['conv_after_body.weight'], stream, stream)
-    masks['conv_after_body.bias'] = _dropped(shapes['conv_after_body.bias'], stream)
-    inputs = stream
-    for (prefix, factor), groups in zip(_upsample_stages(teacher_kwargs['upscale']), selection['upsample']):
-        rows = _groups(torch.as_tensor(groups, dtype=torch.long), factor * factor)
-        masks[f'{prefix}.weight'] = _dropped(shapes[f'{prefix}.weight'], rows, inputs)
-        masks[f'{prefix}.bias'] = _dropped(shapes[f'{prefix}.bias'], rows)
-        inputs = groups
-    masks['conv_last.weight'] = _dropped(shapes['conv_last.weight'], None, inputs)
-    masks['conv_last.bias'] = _dropped(shapes['conv_last.bias'])
-    unknown = set(shapes) - set(masks)
-    if unknown:
-        raise CompressError(f'structured decay: parameters {sorted(unknown)} are not part of an EDSR network')
-    return masks
+    return StructuredPlan(shape=shape, family=family, start_iter=round(start * total_iter),
+                          end_iter=round(end * total_iter))
 
 
 # ------------------------------------------------------------------------------ the decay
@@ -186,12 +137,12 @@ class StructuredDecay:
     def select(self, named_params):
         """Choose the kept sub-network on the current weights, as ``srcomp compress --init pruned`` would."""
         state = {name: p.detach().cpu() for name, p in named_params}
-        _, selection = prune_edsr(state, self.shape.teacher_kwargs, self.shape.student_kwargs)
+        _, selection = self.plan.family.slice_student(state, self.shape.teacher_kwargs, self.shape.student_kwargs)
         self.set_selection(selection, {name: t.shape for name, t in state.items()})
 
     def set_selection(self, selection, shapes):
         self.selection = selection
-        self.masks = edsr_drop_masks(shapes, selection, self.shape.teacher_kwargs)
+        self.masks = self.plan.family.drop_masks(shapes, selection, self.shape.teacher_kwargs)
 
     @torch.no_grad()
     def apply(self, named_params, current_iter):

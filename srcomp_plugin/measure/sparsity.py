@@ -20,55 +20,10 @@ from fnmatch import fnmatchcase
 
 import torch
 
-EDSR_MEASURE = ('body.*.weight',)
-SWINIR_MEASURE = ('layers.*weight',)
+from ..families import FAMILIES, family_of_arch, family_of_state_dict
 
-# Residual units reported per block, by architecture family: EDSR residual blocks
-# (``body.<i>``); SwinIR stages (``layers.<s>``) and their transformer layers.
-_BLOCK_RULES = {
-    'EDSR': (re.compile(r'^(body\.\d+)\.'),),
-    'SwinIR': (re.compile(r'^(layers\.\d+)\.'), re.compile(r'^(layers\.\d+\.residual_group\.blocks\.\d+)\.')),
-}
 # Unknown architectures: every prefix that ends in a list index (``x.<i>``).
 _GENERIC_BLOCK = re.compile(r'\.\d+(?=\.)')
-
-
-def arch_family(arch_type):
-    """``'EDSR'``, ``'SwinIR'`` or ``None`` for a BasicSR arch type name.
-
-    Registered subclasses (``EDSRmini``, ``SwinIRmini``, user presets) belong to the
-    family of their BasicSR base class.
-    """
-    if not arch_type:
-        return None
-    try:
-        from basicsr.archs.edsr_arch import EDSR
-        from basicsr.archs.swinir_arch import SwinIR
-        from basicsr.utils.registry import ARCH_REGISTRY
-
-        cls = ARCH_REGISTRY.get(arch_type)
-    except (ImportError, KeyError):
-        cls = None
-    if cls is not None:
-        if issubclass(cls, EDSR):
-            return 'EDSR'
-        if issubclass(cls, SwinIR):
-            return 'SwinIR'
-        return None
-    for family in ('EDSR', 'SwinIR'):
-        if str(arch_type).startswith(family):
-            return family
-    return None
-
-
-def infer_family(names):
-    """Guess the family from state-dict key names (for checkpoints given without options)."""
-    names = list(names)
-    if any(n.startswith('layers.') and '.residual_group.blocks.' in n for n in names):
-        return 'SwinIR'
-    if any(re.match(r'^body\.\d+\.conv1\.weight$', n) for n in names):
-        return 'EDSR'
-    return None
 
 
 def _arch_type_of(network_opt_or_arch_type):
@@ -84,14 +39,12 @@ def default_measure_patterns(network_opt_or_arch_type):
     default: a ``ValueError`` says to set ``train.sparsity.measure``.
     """
     arch_type = _arch_type_of(network_opt_or_arch_type)
-    family = arch_family(arch_type)
-    if family == 'EDSR':
-        return list(EDSR_MEASURE)
-    if family == 'SwinIR':
-        return list(SWINIR_MEASURE)
-    raise ValueError(f'No default density patterns for arch type {arch_type!r} (defaults exist for the EDSR and '
-                     'SwinIR families). Set train.sparsity.measure to a list of parameter-name globs, e.g. '
-                     "['body.*.weight'] (or pass --measure to srcomp sparsity).")
+    family = family_of_arch(arch_type)
+    if family is not None:
+        return list(family.measure)
+    raise ValueError(f'No default density patterns for arch type {arch_type!r} (defaults exist for the '
+                     f'{" and ".join(FAMILIES)} families). Set train.sparsity.measure to a list of parameter-name '
+                     "globs, e.g. ['body.*.weight'] (or pass --measure to srcomp sparsity).")
 
 
 def _as_patterns(patterns):
@@ -112,10 +65,13 @@ def select_params(names, patterns):
 
 
 def block_names(name, family=None):
-    """The blocks a tensor belongs to, outermost first (e.g. SwinIR: stage, then layer)."""
-    rules = _BLOCK_RULES.get(family)
-    if rules is not None:
-        return [m.group(1) for m in (r.match(name) for r in rules) if m]
+    """The blocks a tensor belongs to, outermost first (e.g. SwinIR: stage, then layer).
+
+    ``family``: the network's record (:mod:`srcomp_plugin.families`), whose ``block_rules``
+    name its residual units; without one, every prefix ending in a list index is a block.
+    """
+    if family is not None:
+        return [m.group(1) for m in (r.match(name) for r in family.block_rules) if m]
     return [name[:m.start()] + m.group(0) for m in _GENERIC_BLOCK.finditer(name)]
 
 
@@ -153,7 +109,7 @@ def density_report(state_dict, patterns, arch_type=None):
         sample = ', '.join(list(tensors)[:6])
         raise ValueError(f'The density patterns {patterns} match none of the {len(tensors)} tensors '
                          f'(names look like: {sample}, ...). Fix train.sparsity.measure / --measure.')
-    family = arch_family(arch_type) if arch_type else infer_family(tensors)
+    family = family_of_arch(arch_type) if arch_type else family_of_state_dict(tensors)
     per_tensor, block_counts, type_counts = {}, {}, {}
     for name in names:
         entry = tensor_density(tensors[name])
@@ -169,7 +125,7 @@ def density_report(state_dict, patterns, arch_type=None):
     num_zero = sum(e['zeros'] for e in per_tensor.values())
     return {
         'arch_type': arch_type,
-        'family': family,
+        'family': family.name if family is not None else None,
         'patterns': patterns,
         'global_density': (num_measured - num_zero) / num_measured if num_measured else 1.0,
         'num_measured': num_measured,
@@ -231,10 +187,8 @@ def resolve_patterns(state_dict, opt=None, measure=None, arch=None):
         return ([patterns] if isinstance(patterns, str) else list(patterns)), arch
     if arch:
         return default_measure_patterns(arch), arch
-    family = infer_family(state_dict)
-    if family == 'EDSR':
-        return list(EDSR_MEASURE), arch
-    if family == 'SwinIR':
-        return list(SWINIR_MEASURE), arch
+    family = family_of_state_dict(state_dict)
+    if family is not None:
+        return list(family.measure), arch
     raise ValueError('Cannot tell which weights to measure: the checkpoint is neither EDSR- nor SwinIR-shaped. '
                      'Pass --measure GLOB [GLOB ...], --arch TYPE or -opt OPT.yml.')

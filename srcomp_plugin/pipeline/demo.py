@@ -137,20 +137,16 @@ def test_if_needed(workdir, name, network, checkpoint, datasets, scale, logs=Non
 
 
 def infer_edsr_network(checkpoint):
-    """The EDSR shape of a BasicSR EDSR checkpoint (res_scale cannot be read: assumed 1)."""
+    """The EDSR ``network_g`` of a BasicSR EDSR checkpoint (res_scale cannot be read: assumed 1)."""
+    from ..families import EDSRFamily
     from ..utils.checkpoint_io import load_state_dict
 
     state, _ = load_state_dict(checkpoint, ('params_ema', 'params'))
-    if 'conv_first.weight' not in state or not any(k.startswith('body.') for k in state):
+    network = EDSRFamily.network_from_state_dict(state)
+    if network is None:
         raise DemoError(f'--teacher {checkpoint}: not a BasicSR EDSR checkpoint (no conv_first/body keys); '
                         'give --teacher-opt with its network_g')
-    num_feat = state['conv_first.weight'].shape[0]
-    num_block = len({k.split('.')[1] for k in state if k.startswith('body.')})
-    ups = sorted(k for k in state if k.startswith('upsample.') and k.endswith('weight'))
-    factor = state[ups[0]].shape[0] // num_feat
-    scale = {4: 2 ** len(ups), 9: 3}[factor]
-    return {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': num_feat, 'num_block': num_block,
-            'upscale': scale, 'res_scale': 1, 'img_range': 255.}
+    return network
 
 
 def build_parser():

@@ -3,8 +3,9 @@
 A pipeline file names the teacher (arch + checkpoint), the scale, the datasets, and
 per-stage overrides; this module turns it into ordinary BasicSR option files:
 
-* ``prune``: ``SparseSRModel`` fine-tuning of the teacher with OBProx-SG, the release's
-  settings for the teacher's family deep-merged with ``prune:``. With the ``srcomp`` recipe
+* ``prune``: ``SparseSRModel`` fine-tuning of the teacher with OBProx-SG: the ``train``
+  section of the family's release option file (``options/prune/``, named by the family's
+  record in :mod:`srcomp_plugin.families`) deep-merged with ``prune:``. With the ``srcomp`` recipe
   (``recipe:``, the default), an EDSR-family teacher and a ``compress.ratio`` or
   ``compress.params``, stage 1 also decays the weights outside the student to exactly zero
   (``train.sparsity.structured``, with the recipe's Adam in place of OBProx-SG), so that the
@@ -22,6 +23,8 @@ import yaml
 
 from ..compress.recipes import DEFAULT_RECIPE, RECIPES, load_recipe
 from ..errors import SrcompError
+from ..families import SUPPORTED_TEACHERS, teacher_family
+from ..utils.option_templates import load_template
 from ..utils.safe_yaml import OptionFileError, load_options
 
 REQUIRED_KEYS = ('name', 'scale', 'teacher', 'datasets')
@@ -32,19 +35,6 @@ KNOWN_SUBKEYS = {'teacher': ('network', 'checkpoint', 'param_key'),
                  'compress': ('ratio', 'params', 'depth_keep', 'init'),
                  'test': ('datasets', 'save_img'),
                  'launcher': ('type', 'nproc_per_node', 'nnodes', 'node_rank', 'master_addr', 'master_port')}
-PRUNE_DEFAULTS = {
-    # method.md, Stage 1 (release settings). epoch_size counts optimizer steps: the release's
-    # EDSR epochSize 2560 was in samples (2560 / batch 16 = 160 steps); SwinIR: one data epoch.
-    'EDSR': {'optim_g': {'type': 'OBProxSG', 'lr': 5e-3, 'lambda_': 1e-4, 'epoch_size': 160, 'Np': 60,
-                         'No': 'inf', 'eps': 1e-4},
-             'scheduler': {'type': 'MultiStepLR', 'milestones': [20000], 'gamma': 0.5},
-             'total_iter': 100000},
-    'SwinIR': {'optim_g': {'type': 'OBProxSG', 'lr': 5e-3, 'lambda_': 1e-4, 'epoch_size': 'auto', 'Np': 25,
-                           'No': 'inf', 'eps': 1e-4},
-               'scheduler': {'type': 'MultiStepLR', 'milestones': [250000, 400000, 450000, 475000], 'gamma': 0.5},
-               'total_iter': 500000},
-}
-FAMILIES = {'EDSR': 'EDSR', 'EDSRmini': 'EDSR', 'SwinIR': 'SwinIR', 'SwinIRmini': 'SwinIR'}
 
 
 class PipelineOptionError(SrcompError, ValueError):
@@ -108,9 +98,9 @@ def check_pipeline_options(pipe, source='pipeline options'):
         if not isinstance(teacher, dict) or not teacher.get(key):
             raise PipelineOptionError(f'{source}: teacher.{key} is required (the trained model to compress)')
     arch = teacher['network'].get('type')
-    if arch not in FAMILIES:
+    if arch not in SUPPORTED_TEACHERS:
         raise PipelineOptionError(f'{source}: teacher.network.type {arch!r} is not supported; '
-                                  f'supported: {sorted(FAMILIES)}')
+                                  f'supported: {sorted(SUPPORTED_TEACHERS)}')
     if 'train' not in pipe['datasets'] or not any(k.startswith('val') for k in pipe['datasets']):
         raise PipelineOptionError(f'{source}: datasets needs a "train" and a "val" entry (BasicSR dataset options)')
     if pipe.get('recipe', DEFAULT_RECIPE) not in RECIPES:
@@ -130,13 +120,23 @@ def structured_handoff(pipe):
     is then known before stage 1, which can decay everything outside it to exactly zero.
     """
     cfg = pipe.get('compress') or {}
-    family = FAMILIES[pipe['teacher']['network']['type']]
-    if recipe_of(pipe) != 'srcomp' or family != 'EDSR' or (cfg.get('init') or 'pruned') != 'pruned':
+    family = _family(pipe)
+    if recipe_of(pipe) != 'srcomp' or family.drop_masks is None or (cfg.get('init') or 'pruned') != 'pruned':
         return None
     target = {k: cfg[k] for k in ('ratio', 'params') if cfg.get(k) is not None}
     if not target:
         return None
     return dict(target, depth_keep=cfg.get('depth_keep', 0.5))
+
+
+def _family(pipe):
+    """The record of the pipeline's teacher (:mod:`srcomp_plugin.families`)."""
+    return teacher_family(pipe['teacher']['network'], 'teacher.network')[0]
+
+
+def release_prune_train(family):
+    """The ``train`` section of the release's stage 1 for ``family`` (its ``options/prune`` file)."""
+    return load_template(f'prune/{family.prune_template}')['train']
 
 
 def _common(pipe, name):
@@ -150,7 +150,6 @@ def _common(pipe, name):
 def prune_options(pipe):
     """Stage 1 options (``SparseSRModel``) for the pipeline's teacher."""
     teacher = pipe['teacher']
-    family = FAMILIES[teacher['network']['type']]
     scale = pipe['scale']
     opt = _common(pipe, f'{pipe["name"]}_prune')
     opt.update({
@@ -159,14 +158,13 @@ def prune_options(pipe):
         'network_g': copy.deepcopy(teacher['network']),
         'path': {'pretrain_network_g': teacher['checkpoint'], 'param_key_g': teacher.get('param_key', 'params'),
                  'strict_load_g': True, 'resume_state': None},
-        'train': dict(copy.deepcopy(PRUNE_DEFAULTS[family]), ema_decay=0.999, warmup_iter=-1,
-                      pixel_opt={'type': 'CharbonnierLoss', 'loss_weight': 1.0, 'reduction': 'mean'}),
+        'train': release_prune_train(_family(pipe)),
         'val': {'val_freq': 5000, 'save_img': False, 'metrics': _metrics(scale)},
         'logger': {'print_freq': 100, 'save_checkpoint_freq': 5000, 'use_tb_logger': True,
                    'wandb': {'project': None, 'resume_id': None}},
     })
     structured = structured_handoff(pipe)
-    if structured is not None:  # the srcomp recipe's stage 1: Adam and structured decay, no L1 term
+    if structured is not None:  # the srcomp recipe's stage 1: Adam and structured decay, no L1 term to place
         opt['train']['sparsity'] = {'structured': structured}
         opt['train']['optim_g'] = load_recipe(recipe_of(pipe))['prune_optim_g']
     return deep_merge(opt, pipe.get('prune'))
