@@ -31,6 +31,13 @@ srcomp recipe's 2e-4; all schedules end at the budget, and the EMA (which is tes
 about the last 10% of each run (decay 1 - 10/budget, at most 0.999). The live teacher runs in bf16
 (``train.teacher_precision``; >= 56 dB from its float32 output, benchmarks/RESULTS.md), the
 same for every arm.
+
+The SwinIR family (``FAMILIES['swinir']``), sized for two CPU cores: a SwinIR-light-shaped
+teacher (910,152 params, built as ``SwinIRmini`` so that full test images pad to the window) trained here for 4000 iterations at batch 8, the three arms ``scratch``,
+``paper`` and ``srcomp`` of a SwinIRmini student (98,868 params) at one budget (1000
+iterations, batch 8); the srcomp arm is sliced from the plain OBProx-SG prune (1000 iterations),
+as ``srcomp compress`` does for SwinIR, which has no structured stage 1. Run it with
+``--families swinir --threads 2 --jobs 1`` for the teacher and stage 1, then ``--jobs 2``.
 """
 import argparse
 import copy
@@ -75,7 +82,9 @@ FAMILIES = {
     # is never lossless, see srcomp_plugin.compress.structured_decay): the srcomp arm is the
     # recipe as `srcomp compress` writes it for SwinIR, sliced from the plain OBProx-SG prune.
     'swinir': {
-        'teacher': {'type': 'SwinIR', 'upscale': SCALE, 'in_chans': 3, 'img_size': LR_PATCH, 'window_size': 8,
+        # SwinIRmini with SwinIR-light's arguments: BasicSR's SwinIR under SRModel (validation, test)
+        # refuses images that are no multiple of the window; SwinIRmini is the same network and pads
+        'teacher': {'type': 'SwinIRmini', 'upscale': SCALE, 'in_chans': 3, 'img_size': LR_PATCH, 'window_size': 8,
                     'img_range': 1., 'depths': [6, 6, 6, 6], 'embed_dim': 60, 'num_heads': [6, 6, 6, 6],
                     'mlp_ratio': 2, 'upsampler': 'pixelshuffledirect', 'resi_connection': '1conv'},
         'teacher_iters': 4000, 'teacher_batch': 8, 'teacher_lr': 4e-4, 'teacher_warmup': 200,
