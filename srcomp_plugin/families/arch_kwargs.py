@@ -1,4 +1,7 @@
-"""Constructor arguments of a registered arch, resolved to the values it really runs with."""
+"""Constructor arguments of a registered arch, resolved to the values it really runs with.
+
+Also the rounding that the families' depth rules share (:func:`round_half_up`).
+"""
 import inspect
 import math
 

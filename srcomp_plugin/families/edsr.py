@@ -20,6 +20,7 @@ Slicing (``--init pruned``, :func:`slice_edsr`):
   have 1, so each kept ``conv2`` (weight and bias) is multiplied by
   teacher_res_scale / student_res_scale; the block then adds exactly what it added in
   the teacher. With this, a teacher whose dropped channels and blocks are exactly zero
+  gives a student with identical outputs.
 
 :func:`drop_masks` marks every entry the slicer does not copy, for the structured decay of
 stage 1 (:mod:`srcomp_plugin.compress.structured_decay`).
