@@ -33,10 +33,11 @@ about the last 10% of each run (decay 1 - 10/budget, at most 0.999). The live te
 same for every arm.
 
 The SwinIR family (``FAMILIES['swinir']``), sized for two CPU cores: a SwinIR-light-shaped
-teacher (910,152 params, built as ``SwinIRmini`` so that full test images pad to the window) trained here for 4000 iterations at batch 8, the three arms ``scratch``,
-``paper`` and ``srcomp`` of a SwinIRmini student (98,868 params) at one budget (1000
-iterations, batch 8); the srcomp arm is sliced from the plain OBProx-SG prune (1000 iterations),
-as ``srcomp compress`` does for SwinIR, which has no structured stage 1. Run it with
+teacher (910,152 params, built as ``SwinIRmini`` so that full test images pad to the window)
+trained here for 4000 iterations at batch 8, the three arms ``scratch``, ``paper`` and
+``srcomp`` of a SwinIRmini student (98,868 params) at one budget (1000 iterations, batch 8);
+the srcomp arm is sliced from the plain OBProx-SG prune (1000 iterations), as ``srcomp
+compress`` does for SwinIR, which has no structured stage 1. Run it with
 ``--families swinir --threads 2 --jobs 1`` for the teacher and stage 1, then ``--jobs 2``.
 """
 import argparse
