@@ -112,26 +112,21 @@ def recipe_of(pipe):
     return pipe.get('recipe', DEFAULT_RECIPE)
 
 
-def structured_handoff(pipe):
+def structured_handoff(pipe, family):
     """``train.sparsity.structured`` for stage 1, or None where it does not apply.
 
-    It applies with the ``srcomp`` recipe on an EDSR-family teacher when the compression
+    ``family``: the teacher's record. It applies with the ``srcomp`` recipe on a teacher
+    whose family can be sliced losslessly (``drop_masks``: EDSR) when the compression
     target is given up front (``compress.ratio`` or ``compress.params``): the student's shape
     is then known before stage 1, which can decay everything outside it to exactly zero.
     """
     cfg = pipe.get('compress') or {}
-    family = _family(pipe)
     if recipe_of(pipe) != 'srcomp' or family.drop_masks is None or (cfg.get('init') or 'pruned') != 'pruned':
         return None
     target = {k: cfg[k] for k in ('ratio', 'params') if cfg.get(k) is not None}
     if not target:
         return None
     return dict(target, depth_keep=cfg.get('depth_keep', 0.5))
-
-
-def _family(pipe):
-    """The record of the pipeline's teacher (:mod:`srcomp_plugin.families`)."""
-    return teacher_family(pipe['teacher']['network'], 'teacher.network')[0]
 
 
 def release_prune_train(family):
@@ -150,6 +145,7 @@ def _common(pipe, name):
 def prune_options(pipe):
     """Stage 1 options (``SparseSRModel``) for the pipeline's teacher."""
     teacher = pipe['teacher']
+    family, _ = teacher_family(teacher['network'], 'teacher.network')  # its record (srcomp_plugin.families)
     scale = pipe['scale']
     opt = _common(pipe, f'{pipe["name"]}_prune')
     opt.update({
@@ -158,12 +154,12 @@ def prune_options(pipe):
         'network_g': copy.deepcopy(teacher['network']),
         'path': {'pretrain_network_g': teacher['checkpoint'], 'param_key_g': teacher.get('param_key', 'params'),
                  'strict_load_g': True, 'resume_state': None},
-        'train': release_prune_train(_family(pipe)),
+        'train': release_prune_train(family),
         'val': {'val_freq': 5000, 'save_img': False, 'metrics': _metrics(scale)},
         'logger': {'print_freq': 100, 'save_checkpoint_freq': 5000, 'use_tb_logger': True,
                    'wandb': {'project': None, 'resume_id': None}},
     })
-    structured = structured_handoff(pipe)
+    structured = structured_handoff(pipe, family)
     if structured is not None:  # the srcomp recipe's stage 1: Adam and structured decay, no L1 term to place
         opt['train']['sparsity'] = {'structured': structured}
         opt['train']['optim_g'] = load_recipe(recipe_of(pipe))['prune_optim_g']
