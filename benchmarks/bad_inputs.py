@@ -582,12 +582,12 @@ def _(ws, d):
 
 @case('profile_scale', 'srcomp profile --arch EDSRmini --scale 7')
 def _(ws, d):
-    return Case(srcomp('profile', '--arch', 'EDSRmini', '--scale', '7', '--no-latency', '--no-memory'), 'scale')
+    return Case(srcomp('profile', '--arch', 'EDSRmini', '--scale', '7', '--no-latency'), 'scale')
 
 
 @case('profile_arch_typo', 'srcomp profile --arch EDSRMini')
 def _(ws, d):
-    return Case(srcomp('profile', '--arch', 'EDSRMini', '--no-latency', '--no-memory'), 'EDSRmini')
+    return Case(srcomp('profile', '--arch', 'EDSRMini', '--no-latency'), 'EDSRmini')
 
 
 @case('export_readonly', 'srcomp export --output into a read-only folder')
@@ -652,7 +652,7 @@ def _(ws, d):
     return Case(srcomp('prepare', '--hr', ws.data('train', 'HR'), '--out', d / 'out'), 'out')
 
 
-@case('report_empty', 'srcomp report on a folder without test logs')
+@case('report_empty', 'srcomp report on a folder without test results')
 def _(ws, d):
     (d / 'results').mkdir()
     return Case(srcomp('report', d / 'results'), 'results')

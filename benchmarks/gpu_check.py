@@ -146,12 +146,17 @@ class Check:
         return stdout if stdout_only else stdout + stderr
 
     def train(self, label, opt, extra=(), torchrun=False):
-        """Write ``opt`` and run stage 1/3 training through ``srcomp_plugin.train``; returns its output."""
+        """Write ``opt`` and run stage 1/3 training through ``srcomp_plugin.train``; returns its output.
+
+        With ``train.teacher_cache``, ``srcomp teacher-cache`` fills the cache first.
+        """
         from srcomp_plugin.pipeline.stage_options import save_yaml
 
         path = self.work / 'options' / f'{opt["name"]}.yml'
         path.parent.mkdir(parents=True, exist_ok=True)
         save_yaml(path, opt)
+        if opt.get('train', {}).get('teacher_cache'):
+            self.run(f'{label}_fill', ['-m', 'srcomp_plugin.cli', 'teacher-cache', '-opt', path])
         argv = ['-m', 'srcomp_plugin.train', '-opt', path, *extra]
         if torchrun:
             argv = ['-m', 'torch.distributed.run', '--nproc_per_node=1', f'--master_port={_free_port()}',
@@ -324,7 +329,7 @@ def part_stage1_resume(ck):
 
 def part_compress(ck):
     from srcomp_plugin.measure import count_params
-    from srcomp_plugin.measure.complexity import build_from_opt
+    from srcomp_plugin.measure.networks import build_from_opt
     from srcomp_plugin.pipeline.stage_options import load_yaml
 
     out = ck.work / 'options' / 'gc_distill.yml'
@@ -388,8 +393,8 @@ def part_distill_ddp(ck):
 
 
 def part_test(ck):
-    from srcomp_plugin.pipeline.report import find_test_logs, parse_test_log
     from srcomp_plugin.pipeline.stage_options import save_yaml
+    from srcomp_plugin.utils.test_results import newest_metrics
 
     opt = {'name': 'gc_test', 'model_type': 'SRModel', 'scale': SCALE, 'num_gpu': 1 if ck.cuda else 0,
            'manual_seed': 0, 'datasets': {'test_1': dict(datasets(ck)['val'], type='PairedImageDataset',
@@ -403,7 +408,7 @@ def part_test(ck):
     path = ck.work / 'options' / 'gc_test.yml'
     save_yaml(path, opt)
     ck.run('test', ['-m', 'srcomp_plugin.test', '-opt', path])
-    scores = next(iter(parse_test_log(find_test_logs(ck.work / 'results' / 'gc_test')[0])['validations'].values()))
+    scores = next(iter(newest_metrics(ck.work / 'results' / 'gc_test').values()))
     return f'Y-PSNR {scores["psnr"]:.2f} dB, SSIM {scores["ssim"]:.4f} on the held-out photos', {'scores': scores}
 
 

@@ -1,4 +1,4 @@
-"""Inference latency of the teachers and the compact students on CPU, with the issue's targets.
+"""Inference latency of the teachers and the compact students on CPU, with our speed targets.
 
     python benchmarks/inference.py                 # 1280x720 output, x2, 2 threads, the table + JSON
     python benchmarks/inference.py --onnx          # also ONNX Runtime rows for the students
@@ -10,11 +10,12 @@ The networks are built from the repository's test option files (``options/test/`
 exactly what ``srcomp test`` runs for a user: EDSR f64b16 and EDSRmini (both ``EDSRmini``
 networks, fused convolutions on by default), SwinIR-light and SwinIRmini (both
 ``SwinIRmini`` networks, fused attention on by default). For reference all four are also
-timed with BasicSR's own forward (``fused_convs: false`` / ``fused_attention: false``). Batch 1, float32, eval mode, ``torch.inference_mode``,
-random weights (latency does not depend on the values), LR input = output / scale.
+timed with BasicSR's own forward (``fused_convs: false`` / ``fused_attention: false``).
+Batch 1, float32, eval mode, ``torch.inference_mode``, random weights (latency does not
+depend on the values), LR input = output / scale.
 
 Timing is interleaved (see ``common.py``): every round runs every network once. MACs are
-``srcomp_plugin.measure.complexity.mac_counts`` (FlopCounterMode FLOPs / 2, attention
+``srcomp_plugin.measure.macs.mac_counts`` (FlopCounterMode FLOPs / 2, attention
 matmuls included). Targets:
   * EDSRmini speedup over EDSR >= 0.8 x their MACs ratio;
   * SwinIRmini speedup over SwinIR-light >= 0.8 x their MACs ratio;
@@ -53,7 +54,7 @@ def build(name, scale, eager=False):
     import srcomp_plugin  # noqa: F401
     from srcomp_plugin.accel.edsr_fused_convs import use_eager_convs
     from srcomp_plugin.accel.swinir_fast_attention import use_eager_attention
-    from srcomp_plugin.measure.complexity import build_from_opt
+    from srcomp_plugin.measure.networks import build_from_opt
 
     option_file = REPO / OPTIONS[name].format(s=scale)
     network_opt = common.load_network_opt(option_file)
@@ -65,7 +66,7 @@ def build(name, scale, eager=False):
 
 
 def lr_input(net, scale, out_hw):
-    from srcomp_plugin.measure.complexity import input_channels
+    from srcomp_plugin.measure.shapes import input_channels
 
     lr_hw = tuple(side // scale for side in out_hw)
     return torch.rand(1, input_channels(net), *lr_hw, generator=torch.Generator().manual_seed(0))
@@ -79,7 +80,7 @@ def onnx_runner(net, threads, workdir):
 
 
 def targets(rows, macs):
-    """The issue's three targets from median latencies ``rows`` (name -> s) and MACs (name -> int)."""
+    """Our three speed targets from median latencies ``rows`` (name -> s) and MACs (name -> int)."""
     def ratio(a, b):
         return rows[a] / rows[b]
 
@@ -103,7 +104,7 @@ def targets(rows, macs):
 
 
 def run_table(args, log):
-    from srcomp_plugin.measure.complexity import mac_counts
+    from srcomp_plugin.measure.macs import mac_counts
 
     names = list(OPTIONS)
     nets, option_files, macs = {}, {}, {}
@@ -141,7 +142,7 @@ def run_table(args, log):
     medians = {name: t['median_s'] for name, t in times.items()}
     checks = targets(medians, macs)
     # The fastest round is the least disturbed by other load on a shared machine: report
-    # the targets on it too (the issue's statistic, the median, decides).
+    # the targets on it too (the median, the statistic they are set on, decides).
     for check, best in zip(checks, targets({name: t['min_s'] for name, t in times.items()}, macs)):
         check['value_min'], check['met_min'] = best['value'], best['met']
     rows = []

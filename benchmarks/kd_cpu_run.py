@@ -63,10 +63,13 @@ def _train(work, opt):
     path = work / f'{opt["name"]}.yml'
     path.write_text(yaml.safe_dump(opt, sort_keys=False))
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '1'))
-    proc = subprocess.run([sys.executable, '-m', 'srcomp_plugin.train', '-opt', str(path)], cwd=work, env=env,
-                          capture_output=True, text=True)
-    if proc.returncode:
-        sys.exit(f'{opt["name"]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
+    steps = [['srcomp_plugin.train', '-opt', str(path)]]
+    if opt['train'].get('teacher_cache'):  # the cache is filled before training
+        steps.insert(0, ['srcomp_plugin.cli', 'teacher-cache', '-opt', str(path)])
+    for step in steps:
+        proc = subprocess.run([sys.executable, '-m', *step], cwd=work, env=env, capture_output=True, text=True)
+        if proc.returncode:
+            sys.exit(f'{opt["name"]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
     return proc.stdout + proc.stderr
 
 

@@ -58,7 +58,7 @@ def optimizers(net, optim_opt):
 
 def build(name):
     import srcomp_plugin  # noqa: F401
-    from srcomp_plugin.measure.complexity import build_from_opt
+    from srcomp_plugin.measure.networks import build_from_opt
     import yaml
 
     option_file = REPO / OPTIONS[name]

@@ -19,7 +19,7 @@ patches of the stage-3 patch size, interleaved timing) and (2) the PSNR between 
 variant's and the float32 teacher's SR images (clamped to [0, 1], peak 1) on real
 photographs: Set5's x2 LR images (``../shared/datasets/Set5``), else scikit-image photos,
 cropped to a multiple of the SwinIR window (BasicSR's SwinIR, the teacher, needs one).
-The issue keeps a variant only where that PSNR is >= 50 dB.
+A variant is kept only where that PSNR is >= 50 dB.
 
 Weights: the released pretrained teachers are not in this repository. Pass them with
 ``--edsr-checkpoint``/``--swinir-checkpoint`` (BasicSR checkpoints); otherwise each teacher
@@ -79,7 +79,7 @@ def build_teacher(name, checkpoint, device):
     import srcomp_plugin  # noqa: F401
     from srcomp_plugin.accel.edsr_fused_convs import use_fused_convs
     from srcomp_plugin.accel.swinir_fast_attention import use_fused_attention
-    from srcomp_plugin.measure.complexity import build_from_opt
+    from srcomp_plugin.measure.networks import build_from_opt
 
     option_file = REPO / TEACHERS[name][0]
     network_opt = common.load_network_opt(option_file, 'network_t')
@@ -150,7 +150,7 @@ def psnr(a, b):
 
 
 def measure_teacher(name, args, pairs, log):
-    from srcomp_plugin.measure.complexity import window_of
+    from srcomp_plugin.measure.shapes import window_of
 
     device = torch.device(args.device)
     checkpoint = getattr(args, 'edsr_checkpoint' if name == 'EDSR' else 'swinir_checkpoint')

@@ -11,7 +11,7 @@ the CPU fallbacks defer to BasicSR's own code.
 from .data import dataset_checks
 from .models import safe_sr_model
 from .utils import (cpu_support, exact_resume, option_checks, registry_errors, safe_yaml, test_progress,
-                    training_length)
+                    test_results, training_length)
 
 # (module whose install() applies it, what it replaces, why)
 PATCHES = (
@@ -23,7 +23,9 @@ PATCHES = (
      'before any folder is made or renamed'),
     (cpu_support, 'basicsr.utils.options.init_dist, BaseModel.model_to_device, basicsr.train.load_resume_state',
      'BasicSR assumes CUDA for distributed training and resume; on CPU, gloo, DDP without device ids and a '
-     'CPU-mapped resume state that loads with weights_only=True; the process group is destroyed at exit'),
+     'CPU-mapped resume state that loads with weights_only=True; the process group is destroyed at exit; on '
+     "resume the teacher (network_t) keeps its checkpoint and param key: BasicSR would point it at models/, "
+     'where it is never saved'),
     (exact_resume, 'basicsr.train.EnlargedSampler',
      '--auto_resume continues mid-epoch with the same data order, so an interrupted run ends bit-identical'),
     (training_length, 'basicsr.train.create_train_val_dataloader',
@@ -36,6 +38,9 @@ PATCHES = (
      'an unknown type: names the option, suggests the closest registered names'),
     (test_progress, 'parse_options in basicsr.test (after the option checks)',
      'a per-image progress bar while testing (val.pbar defaults to true), instead of minutes of silence'),
+    (test_results, 'BaseModel.validation (in the test pipeline only)',
+     'the test pipeline also writes its metrics and the options they depend on as JSON beside its log, so '
+     'srcomp report and the benchmarks read numbers, not log text'),
     (dataset_checks, 'build_dataset in basicsr.train / basicsr.test, PairedImageDataset.__getitem__',
      'missing or empty folders, unpaired names, wrong LR sizes and unreadable images are named before '
      'training (or when read), not a NoneType crash mid-run'),

@@ -12,20 +12,21 @@ from .errors import SrcompError, message
 COMMANDS = {
     'train': ('srcomp_plugin.train', 'run BasicSR training with the plugin registered (-opt OPT.yml ...)'),
     'test': ('srcomp_plugin.test', 'run BasicSR testing with the plugin registered (-opt OPT.yml)'),
-    'profile': ('srcomp_plugin.measure.profile_cli', 'params, MACs at 720p, CPU latency and memory of an arch'),
+    'profile': ('srcomp_plugin.measure.profile_cli', 'params, MACs at 720p and CPU latency of an arch'),
     'prepare': ('srcomp_plugin.data.prepare', 'make the BasicSR HR/LR dataset layout from HR images'),
     'sparsity': ('srcomp_plugin.measure.sparsity_cli', 'density report of a checkpoint'),
+    'teacher-cache': ('srcomp_plugin.data.teacher_cache_cli', "store the teacher's outputs for train.teacher_cache"),
     'compress': ('srcomp_plugin.compress.cli', 'derive the compact student and its distillation options'),
     'pipeline': ('srcomp_plugin.pipeline.cli', 'run prune -> compress -> distill -> test from one option file'),
     'demo': ('srcomp_plugin.pipeline.demo', 'the whole method on scikit-image photographs, on CPU'),
-    'report': ('srcomp_plugin.pipeline.report', 'collect BasicSR test logs into a table and plots'),
+    'report': ('srcomp_plugin.pipeline.report', 'collect test results into a table and plots'),
     'export': ('srcomp_plugin.export', 'export a compact model to ONNX or TorchScript'),
 }
 
 
 def _usage():
     lines = ['usage: srcomp COMMAND [ARGS...]', '', 'commands:']
-    lines += [f'  {name:<10} {help_}' for name, (_, help_) in COMMANDS.items()]
+    lines += [f'  {name:<13} {help_}' for name, (_, help_) in COMMANDS.items()]
     lines += ['', 'Run "srcomp COMMAND -h" for the options of a command.']
     return '\n'.join(lines)
 

@@ -23,6 +23,10 @@ class CompressError(SrcompError, ValueError):
     """A compression request (stage 2, or a family's shape rule) that cannot be carried out."""
 
 
+class ProfileError(SrcompError, ValueError):
+    """A network or profiling request that cannot be measured; the message says why."""
+
+
 class CompressWarning(UserWarning):
     """Stage 2 went ahead but not as asked (e.g. the student is over budget); the message says why."""
 

@@ -33,14 +33,14 @@ import warnings
 from pathlib import Path
 
 import torch
-import yaml
 
 from .accel.edsr_fused_convs import use_eager_convs
 from .accel.swinir_fast_attention import use_fused_attention
-from .errors import SrcompError
-from .measure.complexity import ProfileError, build_from_opt, window_of
-from .measure.profile_cli import parse_hw
+from .errors import ProfileError, SrcompError
+from .measure.networks import build_from_opt
+from .measure.shapes import input_channels, parse_hw, window_of
 from .utils.checkpoint_io import load_state_dict
+from .utils.safe_yaml import read_options
 
 FORMATS = {'onnx': '.onnx', 'torchscript': '.pt'}
 DEFAULT_EXAMPLE_HW = (37, 45)  # traced at a size that is no multiple of the window: padding is in the graph
@@ -63,13 +63,8 @@ def load_network(opt_path, checkpoint=None, network_key='network_g', param_key=N
     ``params``, falling back to ``params`` when the checkpoint lacks the key, as BasicSR does.
     """
     opt_path = Path(opt_path)
-    try:
-        opt = yaml.safe_load(opt_path.read_text(encoding='utf-8'))
-    except OSError as err:
-        raise ExportError(f'cannot read option file {opt_path}: {err}') from err
-    except yaml.YAMLError as err:
-        raise ExportError(f'{opt_path} is not valid YAML: {err}') from err
-    if not isinstance(opt, dict) or not isinstance(opt.get(network_key), dict):
+    opt = read_options(opt_path)
+    if not isinstance(opt.get(network_key), dict):
         raise ExportError(f'{opt_path} has no "{network_key}" mapping with a "type" key; '
                           'pick the network with --network')
     suffix = network_key.split('_', 1)[-1]
@@ -108,8 +103,6 @@ class Float16Graph(torch.nn.Module):
 
 
 def _example_input(net, hw, batch=1):
-    from .measure.complexity import input_channels
-
     return torch.rand(batch, input_channels(net), *hw, generator=torch.Generator().manual_seed(0))
 
 

@@ -1,6 +1,9 @@
 """``python -m srcomp_plugin.test -opt OPT.yml``: BasicSR's own test pipeline.
 
-Results go to ``results/<name>/`` under the current working directory.
+Results go to ``results/<name>/`` under the current working directory: BasicSR's log
+``test_<name>_<time>.log`` and, beside it, ``test_<name>_<time>.json`` with the metrics of
+each test set and the options they depend on (:mod:`srcomp_plugin.utils.test_results`),
+which ``srcomp report`` reads.
 """
 import os
 import sys

@@ -18,13 +18,13 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import ARCH_REGISTRY
 from srcomp_plugin.archs import EDSRmini, SwinIRmini
 
-# method.md, "Teachers and students": exact parameter counts of the release's students.
+# docs/method.md, "The models": exact parameter counts of the release's students.
 PAPER_PARAMS = {
     'EDSRmini': {2: 49_603, 3: 61_203, 4: 58_883},
     'SwinIRmini': {2: 98_868, 3: 102_123, 4: 106_680},
 }
 
-# The same shapes spelled as BasicSR's own archs (method.md table).
+# The same shapes spelled as BasicSR's own archs (docs/method.md table).
 BASICSR_SAME_SHAPE = {
     'EDSRmini': dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=16, num_block=8, res_scale=2,
                      img_range=255.),

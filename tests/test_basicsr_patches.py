@@ -22,6 +22,7 @@ def owners():
         'ordered_yaml': opts.ordered_yaml.__module__,
         'init_dist': opts.init_dist.__module__,
         'model_to_device': base_model.BaseModel.model_to_device.__module__,
+        'validation': base_model.BaseModel.validation.__module__,  # the test pipeline's results JSON
         'load_resume_state': tr.load_resume_state.__module__,
         'train.parse_options': tr.parse_options.__module__,
         'test.parse_options': bt.parse_options.__module__,  # option checks, then the progress bar

@@ -29,9 +29,9 @@ def _files(tmp_path):
 
 
 CASES = {  # name: (argv, words in stderr)
-    'profile_scale': (['profile', '--arch', 'EDSRmini', '--scale', '7', '--no-latency', '--no-memory'],
+    'profile_scale': (['profile', '--arch', 'EDSRmini', '--scale', '7', '--no-latency'],
                       'scale 7 is not supported'),
-    'profile_arch': (['profile', '--arch', 'EDSRMini', '--no-latency', '--no-memory'], "unknown arch 'EDSRMini'"),
+    'profile_arch': (['profile', '--arch', 'EDSRMini', '--no-latency'], "unknown arch 'EDSRMini'"),
     'sparsity_text': (['sparsity', 'text.pth'], 'text.pth: not a PyTorch checkpoint of tensors'),
     'sparsity_code': (['sparsity', 'evil.pth'], 'evil.pth: not a PyTorch checkpoint of tensors'),
     'demo_workdir': (['demo', '--workdir', 'regular', '--quick'], '--workdir regular is a file'),

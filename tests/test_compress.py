@@ -13,10 +13,10 @@ import yaml
 import srcomp_plugin  # noqa: F401  (fills the registries)
 from helpers import run_module, tiny_train_opt, write_opt
 from srcomp_plugin.compress import (CompressError, CompressWarning, check_distill_options, compress, derive_student,
-                                    parse_ratio, pruned_state_dict)
+                                    parse_ratio, pruned_state_dict, write_outputs)
 from srcomp_plugin.compress.cli import main as compress_main
 from srcomp_plugin.compress.shape_rule import arch_params, build_arch
-from srcomp_plugin.measure.complexity import count_params
+from srcomp_plugin.measure.params import count_params
 
 REPO = Path(__file__).resolve().parents[1]
 PRUNE_OPTS = REPO / 'options' / 'prune'
@@ -232,6 +232,7 @@ def test_edsr_pruned_init_is_lossless_on_a_zeroed_teacher(tmp_path, scale):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', CompressWarning)
         result = compress(prune_opt, ckpt, tmp_path / 'distill.yml', params=budget, init='pruned', macs=False)
+    write_outputs(result)
     student_opt = result.distill_opt['network_g']
     assert (student_opt['num_feat'], student_opt['num_block'], student_opt['res_scale']) == (4, 2, 2)
     assert result.distill_opt['path']['pretrain_network_g'] == str(result.init_checkpoint)
@@ -447,6 +448,8 @@ def test_recipes_write_their_template_keys(sr_dataset, tmp_path, recipe, init, s
     torch.save({'params': teacher.state_dict()}, tmp_path / 'dense.pth')
     result = compress(write_opt(tmp_path / 'prune.yml', prune_opt), tmp_path / 'dense.pth', tmp_path / f'{recipe}.yml',
                       ratio=0.5, recipe=recipe, total_iter=1000, macs=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['dense.pth', 'prune.yml']  # compress() writes nothing
+    write_outputs(result)
     template = _recipe_template(recipe)
     assert (template['recipe']['name'], template['recipe']['init']) == (recipe, init)
     train, expected = result.distill_opt['train'], template['train']

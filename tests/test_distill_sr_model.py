@@ -28,8 +28,8 @@ def _load_tiny():
     return yaml.safe_load(TINY_OPT.read_text())
 
 
-def _teacher_net(upscale=2):
-    opt = dict(_load_tiny()['network_t'], upscale=upscale)
+def _teacher_net(upscale=2, **changes):
+    opt = dict(_load_tiny()['network_t'], upscale=upscale, **changes)
     return build_network(opt)
 
 
@@ -208,12 +208,12 @@ def test_missing_or_bad_teacher_checkpoint(sr_dataset, teacher_ckpt, tmp_path, m
     garbage = tmp_path / 'garbage.pth'
     garbage.write_bytes(b'not a checkpoint')
     opt['path']['pretrain_network_t'] = str(garbage)
-    with pytest.raises(RuntimeError, match='path.pretrain_network_t: cannot load .*garbage.pth'):
+    with pytest.raises(RuntimeError, match='path.pretrain_network_t: .*garbage.pth is not a readable PyTorch'):
         build_model(parsed(opt, tmp_path, monkeypatch))
 
     opt['path']['pretrain_network_t'] = str(teacher_ckpt)
     opt['network_t']['num_feat'] = 8  # does not match the checkpoint
-    with pytest.raises(RuntimeError, match=r'path.pretrain_network_t: .*network_t \(EDSR\)'):
+    with pytest.raises(RuntimeError, match=r'path.pretrain_network_t: .*does not fit the EDSR built from network_t'):
         build_model(parsed(opt, tmp_path, monkeypatch))
 
     opt['network_t']['num_feat'] = 16
@@ -234,8 +234,13 @@ def test_scale_mismatch_fails_on_first_batch(sr_dataset, tmp_path, monkeypatch):
         model.optimize_parameters(1)
 
 
-def test_auto_resume(sr_dataset, teacher_ckpt, tmp_path):
-    opt = tiny_opt(sr_dataset, teacher_ckpt, 'kd_resume', total_iter=4)
+def test_auto_resume_keeps_the_teachers_checkpoint_and_key(sr_dataset, tmp_path):
+    """BasicSR's resume points every pretrain_network_* at models/ and turns params_ema into params;
+    the teacher keeps both, so a resumed run distils from the same weights."""
+    ckpt = tmp_path / 'teacher_ema.pth'
+    torch.save({'params': _teacher_net(num_feat=8).state_dict(), 'params_ema': _teacher_net().state_dict()}, ckpt)
+    opt = tiny_opt(sr_dataset, ckpt, 'kd_resume', total_iter=4)
+    opt['path']['param_key_t'] = 'params_ema'  # 'params' would not even load into network_t
     opt['logger']['save_checkpoint_freq'] = 2
     opt['val']['val_freq'] = 100
     first = write_opt(tmp_path / 'first.yml', dict(opt, train=dict(opt['train'], total_iter=2)))
@@ -244,7 +249,9 @@ def test_auto_resume(sr_dataset, teacher_ckpt, tmp_path):
                       cwd=tmp_path)
     out = proc.stdout + proc.stderr
     assert 'Resuming training from epoch' in out and 'iter: 2' in out
+    assert f'Loading EDSR model from {ckpt}, with param key: [params_ema]' in out
     assert 'l_distill' in out and (tmp_path / 'experiments' / 'kd_resume' / 'models' / 'net_g_4.pth').is_file()
+    assert not (tmp_path / 'experiments' / 'kd_resume' / 'teacher.json').exists()  # no side file
 
 
 def test_torchrun_two_processes(sr_dataset, teacher_ckpt, tmp_path):

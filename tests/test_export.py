@@ -15,7 +15,7 @@ from helpers import write_opt
 from srcomp_plugin import cli
 from srcomp_plugin.accel.swinir_fast_attention import use_eager_attention
 
-# TorchScript is deprecated in favour of torch.export but still what the issue asks for.
+# TorchScript is deprecated in favour of torch.export but still what many deployment tools read.
 pytestmark = pytest.mark.filterwarnings('ignore:`torch.jit.:FutureWarning')
 
 TOL = 1e-4

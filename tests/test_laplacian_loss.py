@@ -1,4 +1,4 @@
-"""MultiLapLoss / LaplacianLoss against a plain NumPy reference written from method.md.
+"""MultiLapLoss / LaplacianLoss against a plain NumPy reference written from docs/method.md.
 
 The reference builds both pyramids separately (the loss builds one, on the difference),
 blurs with explicit loops over the 5x5 taps and works in float64.

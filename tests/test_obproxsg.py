@@ -11,7 +11,7 @@ from srcomp_plugin.optim import OBProxSG
 
 
 # ----------------------------------------------------------------------------------------
-# Reference: method.md's two steps, written element by element in NumPy (float64).
+# Reference: docs/method.md's two steps, written element by element in NumPy (float64).
 def ref_prox_step(x, g, lr, lam):
     out = np.zeros_like(x)
     for i in np.ndindex(x.shape):

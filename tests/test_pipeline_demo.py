@@ -98,8 +98,8 @@ def test_interrupted_stage_resumes(demo):
     work, _ = demo
     exp = work / 'experiments' / f'{NAME}_distill'
     (exp / 'models' / 'net_g_latest.pth').unlink()
-    for log in (work / 'results' / f'{NAME}_test').glob('test_*.log'):
-        log.unlink()
+    for run in (work / 'results' / f'{NAME}_test').glob('test_*'):  # the log and its results JSON
+        run.unlink()
     proc = _pipeline(work)
     out = proc.stdout + proc.stderr
     assert '[srcomp pipeline] prune: already done, skipped' in out

@@ -7,6 +7,7 @@ import copy
 import pytest
 
 from srcomp_plugin.pipeline.runner import STAGES, Pipeline
+from srcomp_plugin.utils.test_results import FORMAT, write_json
 
 PIPE = {'name': 'p', 'scale': 2,
         'teacher': {'network': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_block': 16,
@@ -30,7 +31,8 @@ def stubbed(monkeypatch):
                 self.option_file('distill').write_text('{}')
             else:
                 self.results_dir().mkdir(parents=True, exist_ok=True)
-                (self.results_dir() / 'test_1.log').write_text('# psnr: 30.0')
+                done = {'format': FORMAT, 'datasets': {'Set5': {}}, 'results': {'Set5': {'metrics': {'psnr': 30.0}}}}
+                write_json(self.results_dir() / 'test_1.json', done)
         return run
 
     for stage in STAGES:

@@ -1,5 +1,5 @@
 """``srcomp profile`` and the complexity API: the method.md figures, both MAC conventions,
-the SwinIR padding, latency and peak memory, and the command line."""
+the SwinIR padding, latency, and the command line (peak memory: test_peak_memory_benchmark.py)."""
 import functools
 import json
 
@@ -12,9 +12,8 @@ import srcomp_plugin  # noqa: F401
 from basicsr.archs import build_network
 from helpers import run_module, write_opt
 from srcomp_plugin import cli
-from srcomp_plugin.measure import (ProfileError, count_macs, mac_counts, measure_latency, peak_memory,
-                                   profile_network)
-from srcomp_plugin.measure.profile_cli import main as profile_main
+from srcomp_plugin.measure import ProfileError, count_macs, mac_counts, measure_latency, profile_network
+from srcomp_plugin.measure.profile_cli import NO_MEMORY_NOTE, build_parser, main as profile_main
 
 EDSR_TEACHER = dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=64, num_block=16, res_scale=1, img_range=255.)
 SWINIR_LIGHT = dict(type='SwinIR', in_chans=3, img_size=64, window_size=8, img_range=1., embed_dim=60,
@@ -41,7 +40,7 @@ METHOD_MD = [
 @functools.lru_cache(maxsize=None)
 def _profiled(network_g_json, scale):
     """profile_network without the slow parts, once per (network, scale) for this file."""
-    return profile_network(json.loads(network_g_json), scale=scale, latency=False, memory=False)
+    return profile_network(json.loads(network_g_json), scale=scale, latency=False)
 
 
 def _profile(network_g, scale):
@@ -130,7 +129,7 @@ def test_falls_back_to_a_real_forward_when_meta_cannot_run():
 
 def test_scale_must_match_the_network():
     with pytest.raises(ProfileError, match='x2.*x3'):
-        profile_network({'type': 'EDSRmini', 'upscale': 2}, scale=3, latency=False, memory=False)
+        profile_network({'type': 'EDSRmini', 'upscale': 2}, scale=3, latency=False)
 
 
 def test_measure_latency_reports_median_and_threads():
@@ -144,28 +143,26 @@ def test_measure_latency_reports_median_and_threads():
     assert net.training
 
 
-def test_peak_memory_grows_with_the_input():
-    small = peak_memory({'type': 'EDSRmini'}, (32, 32), threads=1)
-    big = peak_memory({'type': 'EDSRmini'}, (256, 256), threads=1)
-    for mem in (small, big):
-        assert mem['forward_peak_bytes'] >= mem['output_bytes'] > 0
-        assert mem['threads'] == 1
-    # 64x the pixels: the feature maps alone are 16 x 256 x 256 floats (4 MiB) each.
-    assert big['forward_peak_bytes'] > small['forward_peak_bytes'] + 4 * 2**20
-    assert big['output_bytes'] == 3 * 512 * 512 * 4
-
-
 def test_cli_json_by_arch_name(capsys):
-    assert profile_main(['--arch', 'EDSRmini', '--scale', '3', '--json', '--no-latency', '--no-memory']) == 0
+    assert profile_main(['--arch', 'EDSRmini', '--scale', '3', '--json', '--no-latency']) == 0
     result = json.loads(capsys.readouterr().out)
     assert result['params'] == 61_203 and result['scale'] == 3
     assert result['macs'] == pytest.approx(6.57e9, rel=0.005)
-    assert result['latency'] is None and result['memory'] is None
+    assert result['latency'] is None and 'memory' not in result
+
+
+def test_cli_no_memory_is_a_deprecated_no_op(capsys):
+    """``--no-memory`` still parses (existing command lines), does nothing and says where peak memory went."""
+    assert profile_main(['--arch', 'EDSRmini', '--json', '--no-latency', '--no-memory']) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)['params'] == 49_603
+    assert captured.err.splitlines()[0] == NO_MEMORY_NOTE and 'benchmarks/peak_memory.py' in NO_MEMORY_NOTE
+    assert 'deprecated, does nothing' in build_parser().format_help()
 
 
 def test_cli_by_arch_and_kwargs(capsys):
     kwargs = json.dumps({k: v for k, v in SWINIR_LIGHT.items() if k != 'type'} | {'upscale': 2})
-    argv = ['--arch', 'SwinIR', '--kwargs', kwargs, '--lr-size', '20x17', '--json', '--no-latency', '--no-memory']
+    argv = ['--arch', 'SwinIR', '--kwargs', kwargs, '--lr-size', '20x17', '--json', '--no-latency']
     assert profile_main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert result['params'] == 910_152 and result['network_opt']['embed_dim'] == 60
@@ -176,21 +173,20 @@ def test_cli_by_arch_and_kwargs(capsys):
 def test_cli_table_from_option_file(tmp_path, capsys):
     opt = write_opt(tmp_path / 'o.yml', {'scale': 4, 'network_g': {'type': 'EDSRmini'},
                                          'network_t': dict(EDSR_TEACHER, upscale=4)})
-    assert profile_main(['-opt', str(opt), '--no-latency', '--no-memory']) == 0
+    assert profile_main(['-opt', str(opt), '--no-latency']) == 0
     table = capsys.readouterr().out
     assert '58,883' in table and 'x4' in table and 'conv+linear' in table
-    assert profile_main(['-opt', str(opt), '--network', 'network_t', '--json', '--no-latency', '--no-memory']) == 0
+    assert profile_main(['-opt', str(opt), '--network', 'network_t', '--json', '--no-latency']) == 0
     assert json.loads(capsys.readouterr().out)['params'] == 1_517_571
 
 
-def test_cli_latency_and_memory_with_small_input(capsys):
+def test_cli_latency_with_small_input(capsys):
     argv = ['profile', '--arch', 'EDSRmini', '--lr-size', '24x20', '--repeats', '2', '--warmup', '1',
             '--threads', '1', '--json']
     assert cli.main(argv) == 0  # through the `srcomp` dispatcher
     result = json.loads(capsys.readouterr().out)  # stdout holds nothing but the JSON object
     assert result['out_hw'] == [48, 40]
     assert result['latency']['threads'] == 1 and len(result['latency']['times_s']) == 2
-    assert result['memory']['forward_peak_bytes'] >= result['memory']['output_bytes'] == 3 * 48 * 40 * 4
 
 
 @pytest.mark.parametrize('argv, message', [
@@ -200,20 +196,20 @@ def test_cli_latency_and_memory_with_small_input(capsys):
     (['--arch', 'EDSRmini', '--kwargs', '{"upscale": 2}', '--scale', '4'], 'upscales x2'),
 ])
 def test_cli_errors_say_what_is_wrong(argv, message, capsys):
-    assert profile_main(argv + ['--no-latency', '--no-memory']) == 2
+    assert profile_main(argv + ['--no-latency']) == 2
     assert message in capsys.readouterr().err
 
 
 def test_cli_error_names_the_option_file_key(tmp_path, capsys):
     opt = write_opt(tmp_path / 'o.yml', {'scale': 2, 'network_d': {'type': 'EDSRmini'}})
-    assert profile_main(['-opt', str(opt), '--no-latency', '--no-memory']) == 2
+    assert profile_main(['-opt', str(opt), '--no-latency']) == 2
     err = capsys.readouterr().err
     assert 'o.yml' in err and '"network_g"' in err
 
 
 def test_cli_says_what_it_is_doing_on_stderr(tmp_path):
     """The slow steps are announced on stderr; stdout stays the report (here JSON)."""
-    proc = run_module('srcomp_plugin.cli', ['profile', '--arch', 'EDSRmini', '--no-memory', '--repeats', '1',
+    proc = run_module('srcomp_plugin.cli', ['profile', '--arch', 'EDSRmini', '--repeats', '1',
                                             '--warmup', '0', '--json'], cwd=tmp_path)
     assert json.loads(proc.stdout)['params'] == 49_603
     assert '[srcomp profile] counting MACs for a 720x1280 output' in proc.stderr

@@ -79,6 +79,8 @@ def _assert_same(a, b, where=''):
 def _run_pair(tmp_path, opt_fn, mode):
     """An uninterrupted run and a killed + resumed one; compare the final checkpoints bit for bit."""
     full = write_opt(tmp_path / 'full.yml', opt_fn('full'))
+    if opt_fn('full')['train'].get('teacher_cache'):
+        run_module('srcomp_plugin.cli', ['teacher-cache', '-opt', full], cwd=tmp_path)
     run_module('srcomp_plugin.train', ['-opt', full], cwd=tmp_path)
 
     opt = opt_fn('killed')

@@ -11,7 +11,7 @@ import yaml
 
 import srcomp_plugin  # noqa: F401  (fills the registries)
 from helpers import run_module, tiny_train_opt, use_obproxsg, write_opt
-from srcomp_plugin.compress import compress, pruned_state_dict
+from srcomp_plugin.compress import compress, pruned_state_dict, write_outputs
 from srcomp_plugin.compress.init_quality import init_psnr
 from srcomp_plugin.compress.shape_rule import build_arch
 from srcomp_plugin.compress.structured_decay import StructuredDecay, parse_structured
@@ -185,6 +185,7 @@ def test_compress_slices_a_student_identical_to_the_stage1_network(stage1, tmp_p
     ckpt = stage1['exp'] / 'models' / f'net_g_{TOTAL}.pth'
     result = compress(stage1['opt_path'], ckpt, tmp_path / 'distill.yml', ratio='0.3', depth_keep=0.5,
                       init='pruned', teacher_checkpoint=ckpt, macs=False)
+    write_outputs(result)
     student_opt = result.distill_opt['network_g']
     student_sd = torch.load(result.init_checkpoint, map_location='cpu', weights_only=True)['params']
     student = build_arch(student_opt['type'], _kwargs(student_opt)).eval()
@@ -229,6 +230,7 @@ def test_adam_stage1_decays_and_compress_reads_the_structured_target(sr_dataset,
 
     ckpt = exp / 'models' / f'net_g_{TOTAL}.pth'
     result = compress(path, ckpt, tmp_path / 'distill.yml', teacher_checkpoint=ckpt, macs=False)
+    write_outputs(result)
     assert result.report['target']['source'].startswith('train.sparsity.structured')
     assert result.distill_opt['network_g']['num_feat'] == report['structured']['student']['num_feat']
     student = build_arch(result.distill_opt['network_g']['type'], _kwargs(result.distill_opt['network_g'])).eval()

@@ -1,5 +1,5 @@
-"""Teacher cache: built once by DistillSRModel, cropped/flipped with the HR patch by
-DistillPairedImageDataset, equal to the live teacher away from patch borders."""
+"""Teacher cache: filled once by ``srcomp teacher-cache``, checked by DistillSRModel, cropped/flipped
+with the HR patch by DistillPairedImageDataset, equal to the live teacher away from patch borders."""
 import json
 import random
 from pathlib import Path
@@ -15,6 +15,7 @@ from basicsr.data import build_dataset
 from basicsr.models import build_model
 from helpers import run_module, write_opt
 from srcomp_plugin.data.teacher_cache import META_FILE, VALUE_RANGE, TeacherCacheError, encode_png16, teacher_sr
+from srcomp_plugin.data.teacher_cache_cli import fill_teacher_cache
 from test_distill_sr_model import _teacher_net, parsed, tiny_opt
 
 # Receptive field of the tiny teacher (EDSR f16b2) in HR pixels: 7 LR convs (x2) + 1 HR conv.
@@ -53,10 +54,14 @@ def _lq_images(folder):
     return out
 
 
-def test_model_builds_cache_equal_to_full_image_teacher(sr_dataset, teacher_ckpt, tmp_path, monkeypatch):
+CPU = torch.device('cpu')
+
+
+def test_tool_builds_cache_equal_to_full_image_teacher(sr_dataset, teacher_ckpt, tmp_path, monkeypatch):
     opt = parsed(cache_opt(sr_dataset, teacher_ckpt, tmp_path, 'cache_build'), tmp_path, monkeypatch)
+    assert fill_teacher_cache(opt, CPU) == (4, 4)
     model = build_model(opt)
-    assert model.net_t is None  # no teacher is kept for training
+    assert model.net_t is None  # no teacher is built for training
     cache = tmp_path / 'cache_png'
     meta = json.loads((cache / META_FILE).read_text())
     assert meta['format'] == 'png' and meta['fingerprint']['scale'] == 2 and tuple(meta['value_range']) == VALUE_RANGE
@@ -76,7 +81,7 @@ def test_model_builds_cache_equal_to_full_image_teacher(sr_dataset, teacher_ckpt
 def test_cached_targets_match_live_teacher_away_from_patch_borders(sr_dataset, teacher_ckpt, tmp_path,
                                                                    monkeypatch):
     opt = parsed(cache_opt(sr_dataset, teacher_ckpt, tmp_path, 'cache_live'), tmp_path, monkeypatch)
-    build_model(opt)
+    fill_teacher_cache(opt, CPU)
     dataset = build_dataset(opt['datasets']['train'])
     net = _live_teacher(teacher_ckpt)
     border_gaps = []
@@ -114,22 +119,29 @@ def test_cache_is_cropped_and_flipped_with_the_hr_patch(sr_dataset, tmp_path):
 
 
 def test_cache_reuse_refill_and_mismatch(sr_dataset, teacher_ckpt, tmp_path, monkeypatch):
-    opt = cache_opt(sr_dataset, teacher_ckpt, tmp_path, 'cache_reuse')
-    build_model(parsed(opt, tmp_path, monkeypatch))
+    opt = parsed(cache_opt(sr_dataset, teacher_ckpt, tmp_path, 'cache_reuse'), tmp_path, monkeypatch)
+    with pytest.raises(TeacherCacheError, match='holds no teacher cache .*srcomp teacher-cache'):
+        build_model(opt)  # the model never fills the cache itself
+    fill_teacher_cache(opt, CPU)
     cache = tmp_path / 'cache_png'
     files = sorted(cache.glob('*.png'))
     stamps = {p: p.stat().st_mtime_ns for p in files}
     files[0].unlink()
-    build_model(parsed(opt, tmp_path, monkeypatch))
+    with pytest.raises(TeacherCacheError, match=f'lacks 1 of 4 training images .*{files[0].stem}'):
+        build_model(opt)
+    assert fill_teacher_cache(opt, CPU) == (1, 4)
     assert files[0].is_file()  # the missing entry was recomputed ...
     assert all(p.stat().st_mtime_ns == stamps[p] for p in files[1:])  # ... and only that one
+    assert build_model(opt).net_t is None
 
     other = tmp_path / 'other_teacher.pth'
     torch.manual_seed(2)
     torch.save({'params': _teacher_net().state_dict()}, other)
     opt['path']['pretrain_network_t'] = str(other)
     with pytest.raises(TeacherCacheError, match='made from a different teacher_sha256'):
-        build_model(parsed(opt, tmp_path, monkeypatch))
+        build_model(opt)
+    with pytest.raises(TeacherCacheError, match='made from a different teacher_sha256'):
+        fill_teacher_cache(opt, CPU)
 
 
 def test_lmdb_format_reads_the_same_targets(sr_dataset, teacher_ckpt, tmp_path, monkeypatch):
@@ -137,7 +149,7 @@ def test_lmdb_format_reads_the_same_targets(sr_dataset, teacher_ckpt, tmp_path, 
     for fmt in ('png', 'lmdb'):
         opt = parsed(cache_opt(sr_dataset, teacher_ckpt, tmp_path, f'cache_{fmt}', fmt=fmt, flips=True),
                      tmp_path, monkeypatch)
-        build_model(opt)
+        fill_teacher_cache(opt, CPU)
         dataset = build_dataset(opt['datasets']['train'])
         random.seed(0)
         items[fmt] = [dataset[i] for i in range(len(dataset))]
@@ -173,8 +185,14 @@ def test_training_with_cache_through_pipeline(sr_dataset, teacher_ckpt, tmp_path
     opt = cache_opt(sr_dataset, teacher_ckpt, tmp_path, 'cache_train', flips=True, gt_size=32)
     opt['train']['total_iter'] = 10
     opt['datasets']['train']['num_worker_per_gpu'] = 1  # the cache store must survive pickling into a worker
-    proc = run_module('srcomp_plugin.train', ['-opt', write_opt(tmp_path / 'cache.yml', opt)], cwd=tmp_path)
+    path = write_opt(tmp_path / 'cache.yml', opt)
+    refused = run_module('srcomp_plugin.train', ['-opt', path], cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and 'srcomp teacher-cache -opt' in refused.stderr, refused.stderr[-2000:]
+
+    filled = run_module('srcomp_plugin.cli', ['teacher-cache', '-opt', path], cwd=tmp_path)
+    assert 'computing 4 SR images' in filled.stderr and '4 computed, 0 already there' in filled.stdout
+    proc = run_module('srcomp_plugin.train', ['-opt', path], cwd=tmp_path)
     log = proc.stdout + proc.stderr
-    assert 'computing 4 SR images' in log and log.count('l_distill') >= 10
+    assert 'computing' not in log and 'Teacher network_t' not in log and log.count('l_distill') >= 10
     ckpt = torch.load(tmp_path / 'experiments' / 'cache_train' / 'models' / 'net_g_10.pth')
     assert set(ckpt['params']) == set(build_network(opt['network_g']).state_dict())

@@ -4,17 +4,19 @@
                     [--depth-keep 0.5] [--recipe srcomp|paper] [--init scratch|pruned]
                     --out DISTILL_OPT.yml
 
-A thin shell over :func:`srcomp_plugin.compress.compressor.compress`: prints the report as
-a table (or JSON with ``--json``), and saves it beside ``--out``.
+A thin shell over :func:`srcomp_plugin.compress.compressor.compress`, whose result
+:mod:`srcomp_plugin.compress.writer` writes at ``--out`` (the report beside it); prints the
+report as a table (or JSON with ``--json``).
 """
 import argparse
 import json
 import sys
-import warnings
 
-from .compressor import compress, output_files
-from ..errors import CompressError, CompressWarning
+from .compressor import compress_collecting_warnings
+from ..errors import CompressError
 from .recipes import DEFAULT_RECIPE, INITS, RECIPES
+from .report import format_report
+from .writer import refuse_to_replace, write_outputs
 
 
 def _parser():
@@ -60,30 +62,20 @@ def _parser():
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    existing = [str(path) for path in output_files(args.out) if path.exists()]
-    if existing and not args.force:
-        print(f'srcomp compress: --out {args.out}: would replace {", ".join(existing)}; choose another --out, '
-              'or pass --force to replace them', file=sys.stderr)
+    try:
+        if not args.force:
+            refuse_to_replace(args.out)
+        result, said = compress_collecting_warnings(
+            args.opt, args.checkpoint, args.out, ratio=args.ratio, params=args.params, depth_keep=args.depth_keep,
+            init=args.init, key=args.key, teacher_checkpoint=args.teacher, total_iter=args.total_iter, name=args.name,
+            macs=not args.no_macs, recipe=args.recipe)
+    except CompressError as err:
+        print(f'srcomp compress: {err}', file=sys.stderr)
         return 2
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        try:
-            result = compress(args.opt, args.checkpoint, args.out, ratio=args.ratio, params=args.params,
-                              depth_keep=args.depth_keep, init=args.init, key=args.key, teacher_checkpoint=args.teacher,
-                              total_iter=args.total_iter, name=args.name, macs=not args.no_macs,
-                              recipe=args.recipe)
-        except CompressError as err:
-            print(f'srcomp compress: {err}', file=sys.stderr)
-            return 2
-    for warning in caught:
-        if issubclass(warning.category, CompressWarning):
-            print(f'srcomp compress: warning: {warning.message}', file=sys.stderr)
-    if args.json:
-        print(json.dumps(result.report, indent=1, default=str))
-    else:
-        from .report import format_report
-
-        print(format_report(result.report))
+    write_outputs(result)
+    for message in said:
+        print(f'srcomp compress: warning: {message}', file=sys.stderr)
+    print(json.dumps(result.report, indent=1, default=str) if args.json else format_report(result.report))
     return 0
 
 

@@ -11,9 +11,11 @@ the small modules beside it:
 4. derive the student (:mod:`.shape_rule`);
 5. slice a student initialisation out of the sparse teacher when the recipe (or ``init``)
    asks for it (:mod:`.pruned_init`);
-6. write the stage-3 option file with the recipe's settings (:mod:`.distill_options`,
-   :mod:`.recipes`) and the report
-   (:mod:`.report`) next to it.
+6. build the stage-3 options with the recipe's settings (:mod:`.distill_options`,
+   :mod:`.recipes`) and the report (:mod:`.report`).
+
+It returns all of it as data and writes nothing: :mod:`.writer` names and writes the files
+(``srcomp compress`` and the pipeline call it), so stage 2 runs without touching the disk.
 """
 import os
 import warnings
@@ -21,43 +23,36 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import torch
-import yaml
-
-from ..measure.complexity import ProfileError, profile_network
+from ..measure.complexity import profile_network
 from ..measure.sparsity import density_report, resolve_patterns
 from ..utils.checkpoint_io import CheckpointReadError, load_state_dict
+from ..utils.safe_yaml import read_options
 from .distill_options import build_distill_options
-from ..errors import CompressError, CompressWarning
+from ..errors import CompressError, CompressWarning, ProfileError
 from ..families import teacher_family
 from .init_quality import init_psnr
 from .pruned_init import pruned_state_dict
 from .recipes import DEFAULT_RECIPE, INITS, load_recipe
-from .report import build_report, format_report, report_paths, save_report
+from .report import build_report
 from .shape_rule import build_arch, derive_student, parse_ratio
+from .writer import pruned_init_path, report_paths
 
 
 @dataclass
 class CompressResult:
-    """What :func:`compress` produced: the shape, the options written, the report and file paths."""
+    """What :func:`compress` produced, for :func:`.writer.write_outputs` to write at ``out``."""
     shape: object  # shape_rule.StudentShape
-    distill_opt: dict
+    distill_opt: dict  # the stage-3 options; their path.pretrain_network_g names init_checkpoint
     report: dict
-    out: Path
-    report_paths: tuple
-    init_checkpoint: Path = None
+    out: Path  # where the stage-3 option file goes; the other files go beside it
+    init_checkpoint: Path = None  # where the sliced student goes (init: pruned), else None
+    student_state_dict: dict = None  # the sliced student (init: pruned), else None
 
 
-def read_options(path):
-    """A YAML option file as a dict, with errors naming the file."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            opt = yaml.safe_load(f)
-    except OSError as err:
-        raise CompressError(f'cannot read option file {path}: {err}') from err
-    except yaml.YAMLError as err:
-        raise CompressError(f'{path} is not valid YAML: {err}') from err
-    if not isinstance(opt, dict) or not isinstance(opt.get('network_g'), dict):
+def read_teacher_options(path):
+    """The stage-1 option file as a dict, checked to hold a ``network_g``; errors name the file."""
+    opt = read_options(path)
+    if not isinstance(opt.get('network_g'), dict):
         raise CompressError(f'{path} has no network_g mapping: give the stage-1 (prune) option file of the teacher')
     return opt
 
@@ -80,7 +75,7 @@ def load_teacher_checkpoint(network_opt, checkpoint, key=None, where='network_g'
 
 def _profile(network_opt, scale, where):
     try:
-        return profile_network(network_opt, scale=scale, latency=False, memory=False, where=where)
+        return profile_network(network_opt, scale=scale, latency=False, where=where)
     except ProfileError as err:
         raise CompressError(str(err)) from err
 
@@ -114,22 +109,15 @@ def _default_name(out):
 DENSE = Fraction(1, 2)  # a measured density above this is no stage-1 result: warn
 
 
-def output_files(out):
-    """Every file :func:`compress` may write for ``out``: the option file, the sliced student
-    (``<stem>_pruned_init.pth``, with ``init: pruned``) and the report (JSON and text)."""
-    out = Path(out)
-    return [out, out.with_name(f'{out.stem}_pruned_init.pth'), *report_paths(out)]
-
-
 def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=None, init=None, key=None,
              teacher_checkpoint=None, total_iter=None, name=None, macs=True, opt_path=None, recipe=DEFAULT_RECIPE):
-    """Run stage 2 and write its files; returns a :class:`CompressResult`.
+    """Run stage 2; returns a :class:`CompressResult`, which :func:`.writer.write_outputs` writes.
 
     Args:
         prune_opt: the stage-1 option file (path) or its dict; its ``network_g`` is the teacher.
         checkpoint: the sparse checkpoint of stage 1 (``net_g_*.pth``).
-        out: where to write the stage-3 option file (``.yml``); the report and the pruned
-            init are written beside it.
+        out: where the stage-3 option file will be written (``.yml``); the report and the
+            pruned init go beside it, and the options and report name them.
         ratio: target params ratio in (0, 1] (number, decimal string or ``'a/b'``); default
             the target of the option file's ``train.sparsity.structured`` (the student stage 1
             decayed to), else the measured global density. ``params``: an absolute budget instead.
@@ -152,7 +140,7 @@ def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=Non
         raise CompressError('give --ratio or --params, not both')
     if isinstance(prune_opt, (str, os.PathLike)):
         opt_path = str(prune_opt)
-        prune_opt = read_options(prune_opt)
+        prune_opt = read_teacher_options(prune_opt)
     opt_path = opt_path or 'prune options'
     where = f'{opt_path}: network_g'
     network_opt = dict(prune_opt['network_g'])
@@ -200,23 +188,21 @@ def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=Non
         notes.append(f'the dense teacher {teacher_path} does not exist here (yet); stage 3 needs it')
 
     profiles = None
-    if macs:  # before anything is written: a scale mismatch fails here
+    if macs:
         scale = prune_opt.get('scale')
         profiles = (_profile(network_opt, scale, where), _profile(shape.network_opt(), scale, 'student network_g'))
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     name = name or _default_name(out)
     init_path = None
     if init == 'pruned':
         family, teacher_kwargs = teacher_family(network_opt, where)
         student_sd, selection = pruned_state_dict(family.name, state_dict, teacher_kwargs, shape.student_type,
                                                   shape.student_kwargs)
-        init_path = output_files(out)[1]
-        torch.save({'params': student_sd}, init_path)
+        init_path = pruned_init_path(out)
         init_score = _init_psnr(prune_opt, shape, student_sd, notes)
     else:
-        selection = init_score = None
+        student_sd = selection = init_score = None
 
     path_opt = prune_opt.get('path') or {}
     distill_opt = build_distill_options(
@@ -228,36 +214,20 @@ def compress(prune_opt, checkpoint, out, ratio=None, params=None, depth_keep=Non
     report = build_report(
         opt_path=opt_path, checkpoint=checkpoint, key=key, density=density, ratio_source=source, shape=shape,
         profiles=profiles, teacher_path=teacher_path, out=out, recipe=recipe, init=init, init_path=init_path,
-        selection=selection, notes=notes)
+        report_files=report_paths(out), selection=selection, notes=notes)
     if init_score is not None:
         report['init_psnr'] = init_score
-    header = format_report(report)
-    out.write_text(_yaml_header(header) + dump_options(distill_opt))
-    report_paths = save_report(report, out)
-    return CompressResult(shape=shape, distill_opt=distill_opt, report=report, out=out, report_paths=report_paths,
-                          init_checkpoint=init_path)
+    return CompressResult(shape=shape, distill_opt=distill_opt, report=report, out=out, init_checkpoint=init_path,
+                          student_state_dict=student_sd)
 
 
-class _OptionDumper(yaml.SafeDumper):
-    """Block-style mappings (as BasicSR's option files are written), short scalar lists inline."""
+def compress_collecting_warnings(*args, **kwargs):
+    """:func:`compress`, its :class:`CompressWarning` messages returned instead of emitted.
 
-
-def _represent_list(dumper, data):
-    flow = all(isinstance(v, (bool, int, float, str, type(None))) for v in data)
-    return dumper.represent_sequence('tag:yaml.org,2002:seq', data, flow_style=flow)
-
-
-_OptionDumper.add_representer(list, _represent_list)
-_OptionDumper.add_representer(tuple, _represent_list)
-
-
-def dump_options(opt):
-    """An option dict as YAML text in the layout of the repository's option files."""
-    return yaml.dump(opt, Dumper=_OptionDumper, sort_keys=False, default_flow_style=False)
-
-
-def _yaml_header(text):
-    lines = ['Stage 3 (distillation) options written by `srcomp compress` (stage 2).',
-             'Run: python -m srcomp_plugin.train -opt THIS_FILE', '']
-    lines += text.splitlines()
-    return ''.join(f'# {line}'.rstrip() + '\n' for line in lines) + '\n'
+    Returns ``(result, messages)``: ``srcomp compress`` and the pipeline say each message as
+    one line of their own after the run, rather than as Python's warning lines.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        result = compress(*args, **kwargs)
+    return result, [str(w.message) for w in caught if issubclass(w.category, CompressWarning)]

@@ -2,12 +2,9 @@
 
 One dict (:func:`build_report`), printed as a table (:func:`format_report`) and saved as
 ``<out stem>_compress_report.json`` and ``.txt`` beside the stage-3 option file
-(:func:`save_report`). Parameters and MACs come from
+(:mod:`.writer`). Parameters and MACs come from
 :func:`srcomp_plugin.measure.complexity.profile_network`, the counter of ``srcomp profile``.
 """
-import json
-from pathlib import Path
-
 from ..families import FAMILIES
 
 # Per-block densities are printed only up to this many rows (all of them go to the JSON).
@@ -22,8 +19,11 @@ def _net_entry(network_opt, shape, params, profile):
 
 
 def build_report(opt_path, checkpoint, key, density, ratio_source, shape, profiles, teacher_path, out, recipe, init,
-                 init_path, selection, notes):
-    """The report dict (see module docstring); ``profiles`` is (teacher, student) or None."""
+                 init_path, report_files, selection, notes):
+    """The report dict (see module docstring); ``profiles`` is (teacher, student) or None.
+
+    ``report_files`` are the JSON and text paths the report will be saved at (it names them).
+    """
     teacher_profile, student_profile = profiles if profiles else (None, None)
     teacher_opt = {'type': shape.teacher_type, **shape.teacher_kwargs}
     report = {
@@ -55,7 +55,8 @@ def build_report(opt_path, checkpoint, key, density, ratio_source, shape, profil
         'distill_teacher_checkpoint': str(teacher_path),
         'recipe': recipe,
         'init': init,
-        'outputs': {'distill_options': str(out), 'pruned_init': str(init_path) if init_path else None},
+        'outputs': {'distill_options': str(out), 'pruned_init': str(init_path) if init_path else None,
+                    'report_json': str(report_files[0]), 'report_txt': str(report_files[1])},
         'notes': list(notes),
     }
     if teacher_profile is not None:
@@ -121,18 +122,3 @@ def format_report(report):
         lines.append(f"init PSNR         {report['init_psnr']['psnr']:.2f} dB (Y, on {report['init_psnr']['dataset']})")
     lines += [f'NOTE: {note}' for note in report['notes']]
     return '\n'.join(lines)
-
-
-def report_paths(out):
-    """``<out stem>_compress_report.json`` and ``.txt`` beside the stage-3 option file ``out``."""
-    out = Path(out)
-    return out.with_name(f'{out.stem}_compress_report.json'), out.with_name(f'{out.stem}_compress_report.txt')
-
-
-def save_report(report, out):
-    """Write the report as JSON and text at :func:`report_paths` of ``out``; returns both paths."""
-    json_path, txt_path = report_paths(out)
-    report['outputs'].update(report_json=str(json_path), report_txt=str(txt_path))
-    json_path.write_text(json.dumps(report, indent=1, default=str) + '\n')
-    txt_path.write_text(format_report(report) + '\n')
-    return json_path, txt_path

@@ -6,7 +6,7 @@ be obtained, and it reproduces the release's hand-typed EDSRmini and SwinIRmini 
 1. keep ``depth_keep`` of the residual units (see :mod:`srcomp_plugin.families` for what a unit is;
    where there are stages x layers each is scaled by sqrt(depth_keep)), rounded, >= 1;
 2. take the largest valid width whose **exact** parameter count, counted on the
-   instantiated student with :func:`srcomp_plugin.measure.complexity.count_params`, is
+   instantiated student with :func:`srcomp_plugin.measure.params.count_params`, is
    <= r x teacher params. Body parameters grow as width^2 x depth, so width and depth
    must both move for ratios of a few percent.
 
@@ -26,7 +26,7 @@ import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from ..measure.complexity import count_params
+from ..measure.params import count_params
 from ..errors import CompressError, CompressWarning
 from ..families import arch_class, teacher_family
 

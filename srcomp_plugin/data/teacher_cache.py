@@ -1,10 +1,10 @@
 """Teacher cache (``train.teacher_cache``, beyond the paper): the teacher's SR images, once.
 
 Distillation runs the frozen teacher on every training batch, although its output for a
-given image never changes. With a cache, ``DistillSRModel`` runs the teacher once per
-training image (the full LR image in, the SR image out) and stores the result; the
-dataset then crops and flips the cached SR image exactly like the HR patch, so training
-runs no teacher forward at all.
+given image never changes. With a cache, the teacher runs once per training image (the full
+LR image in, the SR image out; ``srcomp teacher-cache``, :mod:`.teacher_cache_setup`) and
+the result is stored; the dataset then crops and flips the cached SR image exactly like
+the HR patch, so training runs no teacher forward at all.
 
 Storage, in the folder ``datasets.train.dataroot_teacher``:
 
@@ -104,7 +104,7 @@ def read_meta(root):
     path = osp.join(root, META_FILE)
     if not osp.isfile(path):
         raise TeacherCacheError(f'datasets.train.dataroot_teacher: {root} holds no teacher cache ({META_FILE} '
-                                'missing). DistillSRModel builds it when train.teacher_cache is set.')
+                                'missing); make it with "srcomp teacher-cache -opt <the training option file>".')
     with open(path, encoding='utf-8') as f:
         return json.load(f)
 
@@ -116,10 +116,11 @@ class TeacherCacheStore:
     environment must not cross a fork.
     """
 
-    def __init__(self, root, fmt=None, value_range=None):
+    def __init__(self, root, fmt=None, value_range=None, writable=False):
         self.root = str(root)
         self.fmt = fmt
         self.value_range = value_range
+        self.writable = writable
         self._env = None
 
     def _format(self):
@@ -128,16 +129,16 @@ class TeacherCacheStore:
             self.fmt, self.value_range = meta['format'], tuple(meta['value_range'])
         return self.fmt
 
-    def _lmdb(self, write):
+    def _lmdb(self):
         if self._env is None:
             import lmdb
 
             path = osp.join(self.root, LMDB_DIR)
-            if not write and not osp.isdir(path):
+            if not self.writable and not osp.isdir(path):
                 raise TeacherCacheError(f'datasets.train.dataroot_teacher: {path} is missing')
-            # map_size is an address-space reservation, not disk use; writers from several
-            # ranks are serialised by LMDB's own lock.
-            self._env = lmdb.open(path, map_size=1 << 40, readonly=not write, lock=write, readahead=False)
+            # map_size is an address-space reservation, not disk use
+            self._env = lmdb.open(path, map_size=1 << 40, readonly=not self.writable, lock=self.writable,
+                                  readahead=False)
         return self._env
 
     def close(self):
@@ -154,7 +155,7 @@ class TeacherCacheStore:
     def has(self, key):
         if self._format() == 'png':
             return osp.isfile(osp.join(self.root, f'{key}.png'))
-        with self._lmdb(write=True).begin() as txn:
+        with self._lmdb().begin() as txn:
             return txn.get(key.encode()) is not None
 
     def put(self, key, content):
@@ -165,7 +166,7 @@ class TeacherCacheStore:
                 f.write(content)
             os.replace(tmp, path)  # a killed run leaves no truncated PNG behind
         else:
-            with self._lmdb(write=True).begin(write=True) as txn:
+            with self._lmdb().begin(write=True) as txn:
                 txn.put(key.encode(), content)
 
     def get(self, key):
@@ -173,24 +174,29 @@ class TeacherCacheStore:
         if self._format() == 'png':
             path = osp.join(self.root, f'{key}.png')
             if not osp.isfile(path):
-                raise TeacherCacheError(f'teacher cache {self.root}: no entry {key}.png; delete the folder to '
-                                        'rebuild it, or set train.teacher_cache so DistillSRModel fills it in')
+                raise TeacherCacheError(f'teacher cache {self.root}: no entry {key}.png; fill it in with '
+                                        '"srcomp teacher-cache -opt <the training option file>"')
             with open(path, 'rb') as f:
                 content = f.read()
             return decode_png16(content, path, self.value_range)
-        with self._lmdb(write=False).begin() as txn:
+        with self._lmdb().begin() as txn:
             content = txn.get(key.encode())
         if content is None:
             raise TeacherCacheError(f'teacher cache {self.root}/{LMDB_DIR}: no key {key}')
         return decode_png16(content, f'{self.root}/{LMDB_DIR}[{key}]', self.value_range)
 
 
-def open_cache(root, fingerprint, fmt):
-    """Create the cache folder and its meta file, or check an existing one matches."""
+def open_cache(root, fingerprint, fmt, create=False):
+    """The cache in ``root``, checked to be made from ``fingerprint`` in format ``fmt``.
+
+    With ``create`` the folder and its meta file are made if missing, and the store is
+    writable (for ``srcomp teacher-cache``); without, a missing cache is an error.
+    """
     if fmt not in FORMATS:
         raise TeacherCacheError(f'train.teacher_cache.format must be one of {FORMATS}, got {fmt!r}')
-    os.makedirs(root, exist_ok=True)
     meta_path = osp.join(root, META_FILE)
+    if create:
+        os.makedirs(root, exist_ok=True)
     if osp.isfile(meta_path):
         meta = read_meta(root)
         stored_range = tuple(meta.get('value_range', ()))
@@ -203,10 +209,12 @@ def open_cache(root, fingerprint, fmt):
             raise TeacherCacheError(
                 f'datasets.train.dataroot_teacher: the teacher cache in {root} was made from a different '
                 f'{", ".join(changed)}. Delete that folder to rebuild it, or point dataroot_teacher elsewhere.')
-    else:
+    elif create:
         with open(meta_path, 'w', encoding='utf-8') as f:
             json.dump({'format': fmt, 'value_range': list(VALUE_RANGE), 'fingerprint': fingerprint}, f, indent=1)
-    return TeacherCacheStore(root, fmt, VALUE_RANGE)
+    else:
+        read_meta(root)  # raises: no cache there
+    return TeacherCacheStore(root, fmt, VALUE_RANGE, writable=create)
 
 
 @torch.inference_mode()
@@ -230,15 +238,15 @@ def teacher_sr(net_t, lq, scale, pad_multiple=1):
     return out[..., :h * scale, :w * scale]
 
 
-def fill_cache(store, net_t, dataset, scale, device, rank=0, world_size=1, pad_multiple=1, logger=None):
-    """Compute the missing entries whose index is ``rank`` modulo ``world_size``.
+def fill_cache(store, net_t, dataset, scale, device, pad_multiple=1, logger=None):
+    """Compute the entries ``store`` lacks; returns how many were computed.
 
     ``dataset`` provides ``len()``, ``cache_key(i)`` and ``load_full_lq(i)`` (a CxHxW
-    tensor exactly as training reads it). Returns the number of entries computed here.
+    tensor exactly as training reads it).
     """
-    todo = [i for i in range(rank, len(dataset), world_size) if not store.has(dataset.cache_key(i))]
+    todo = [i for i in range(len(dataset)) if not store.has(dataset.cache_key(i))]
     if logger and todo:
-        logger.info(f'Teacher cache {store.root}: computing {len(todo)} SR images (rank {rank}).')
+        logger.info(f'Teacher cache {store.root}: computing {len(todo)} SR images.')
     for n, i in enumerate(todo, 1):
         lq = dataset.load_full_lq(i).unsqueeze(0).to(device)
         sr = teacher_sr(net_t, lq, scale, pad_multiple)[0].float().cpu().numpy().transpose(1, 2, 0)
@@ -246,5 +254,5 @@ def fill_cache(store, net_t, dataset, scale, device, rank=0, world_size=1, pad_m
             sr = cv2.cvtColor(sr, cv2.COLOR_RGB2BGR)
         store.put(dataset.cache_key(i), encode_png16(sr))
         if logger and (n % 500 == 0 or n == len(todo)):
-            logger.info(f'Teacher cache: {n}/{len(todo)} done (rank {rank}).')
+            logger.info(f'Teacher cache: {n}/{len(todo)} done.')
     return len(todo)

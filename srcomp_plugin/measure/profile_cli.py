@@ -1,35 +1,31 @@
-"""``srcomp profile``: parameters, MACs at 720p, CPU latency and peak memory of an arch.
+"""``srcomp profile``: parameters, MACs at 720p and CPU latency of an arch.
 
 The network comes from an option file (``-opt OPT.yml``, its ``network_g`` or the key
 given by ``--network``) or from a registered arch name with JSON kwargs (``--arch EDSR
 --kwargs '{...}'``, ``--arch EDSRmini --scale 3``). All numbers come from
 :func:`srcomp_plugin.measure.complexity.profile_network`; this module only parses and prints.
+Peak memory is measured by ``python benchmarks/peak_memory.py`` (teacher against student);
+``--no-memory``, from when this command measured it, is still accepted and does nothing.
 """
 import argparse
 import json
 import sys
 
-import yaml
 
-from .complexity import OUT_HW_720P, ProfileError, profile_network
+from ..errors import ProfileError
+from ..utils.safe_yaml import read_options
+from .complexity import profile_network
+from .shapes import OUT_HW_720P, parse_hw
 
-
-def parse_hw(text):
-    """argparse type for ``HEIGHTxWIDTH`` sizes (also used by ``srcomp export``)."""
-    try:
-        h, w = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected HEIGHTxWIDTH such as 720x1280 or 48x64, got {text!r}') from None
-    if h < 1 or w < 1:
-        raise argparse.ArgumentTypeError(f'sizes must be positive, got {text!r}')
-    return h, w
+NO_MEMORY_NOTE = ('srcomp profile: note: --no-memory is deprecated and does nothing: peak memory is no longer '
+                  'measured here; python benchmarks/peak_memory.py measures it, teacher against student')
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog='srcomp profile',
         description='Parameters, MACs at a 1280x720 output (all matmuls incl. attention, and conv+linear only), '
-        'CPU latency (median after warm-up) and peak memory of one network.')
+        'CPU latency (median after warm-up) of one network. Peak memory: python benchmarks/peak_memory.py.')
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('-opt', metavar='OPT.yml', help='BasicSR option file; its network_g is profiled')
     source.add_argument('--arch', help='registered arch name (BasicSR or srcomp), e.g. EDSR, SwinIRmini')
@@ -43,7 +39,8 @@ def build_parser():
                       help='output size the LR input is derived from (default 720x1280)')
     size.add_argument('--lr-size', type=parse_hw, metavar='HxW', help='give the LR input size directly')
     parser.add_argument('--no-latency', action='store_true', help='skip the CPU latency runs')
-    parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory run (a child process)')
+    parser.add_argument('--no-memory', action='store_true',
+                        help='deprecated, does nothing: peak memory is measured by benchmarks/peak_memory.py')
     parser.add_argument('--repeats', type=int, default=10, help='timed forwards (default 10)')
     parser.add_argument('--warmup', type=int, default=2, help='untimed forwards before timing (default 2)')
     parser.add_argument('--threads', type=int, help='torch intra-op threads (default: torch\'s current count)')
@@ -54,15 +51,9 @@ def build_parser():
 def _network_from_args(args):
     """(network_opt, scale, where) from the parsed arguments; ProfileError on bad input."""
     if args.opt:
-        try:
-            with open(args.opt, encoding='utf-8') as f:
-                opt = yaml.safe_load(f)
-        except OSError as err:
-            raise ProfileError(f'cannot read option file {args.opt}: {err}') from err
-        except yaml.YAMLError as err:
-            raise ProfileError(f'{args.opt} is not valid YAML: {err}') from err
+        opt = read_options(args.opt)
         where = f'{args.opt}: {args.network}'
-        if not isinstance(opt, dict) or not isinstance(opt.get(args.network), dict):
+        if not isinstance(opt.get(args.network), dict):
             raise ProfileError(f'{args.opt} has no "{args.network}" mapping; add one with a "type" key, '
                                'or pick another with --network')
         scale = args.scale if args.scale is not None else opt.get('scale')
@@ -101,10 +92,6 @@ def format_table(result):
         rows.append(('CPU latency', f'{lat["median_s"] * 1e3:.1f} ms median of {lat["repeats"]} '
                      f'(min {lat["min_s"] * 1e3:.1f}, max {lat["max_s"] * 1e3:.1f}; {lat["warmup"]} warm-up, '
                      f'{lat["threads"]} threads)'))
-    mem = result.get('memory')
-    if mem:
-        rows.append(('peak memory', f'+{_fmt_bytes(mem["forward_peak_bytes"])} during the forward '
-                     f'(process peak {_fmt_bytes(mem["peak_rss_bytes"])}, {mem["threads"]} threads)'))
     width = max(len(name) for name, _ in rows)
     lines = [f'{name:<{width}}  {value}' for name, value in rows]
     lines.append(f'MACs = FlopCounterMode FLOPs / 2 for one LR image, counted on {result["macs_counted_on"]}.')
@@ -120,6 +107,8 @@ def _check_scale(scale, where):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.no_memory:
+        print(NO_MEMORY_NOTE, file=sys.stderr)
     try:
         network_opt, scale, where = _network_from_args(args)
         _check_scale(scale if scale is not None else network_opt.get('upscale'), where)
@@ -129,7 +118,6 @@ def main(argv=None):
             out_hw=args.out_size,
             lr_hw=args.lr_size,
             latency=not args.no_latency,
-            memory=not args.no_memory,
             repeats=args.repeats,
             warmup=args.warmup,
             threads=args.threads,

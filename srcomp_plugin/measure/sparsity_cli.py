@@ -11,9 +11,8 @@ import argparse
 import json
 import sys
 
-import yaml
-
 from ..utils.checkpoint_io import load_state_dict
+from ..utils.safe_yaml import read_options
 from .sparsity import density_report, format_report, resolve_patterns
 
 
@@ -38,14 +37,11 @@ def _parser():
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        opt = None
-        if args.opt:
-            with open(args.opt) as f:
-                opt = yaml.safe_load(f) or {}
+        opt = read_options(args.opt) if args.opt else None
         state_dict, key = load_state_dict(args.checkpoint, (args.key or 'params', ))
         patterns, arch = resolve_patterns(state_dict, opt, args.measure, args.arch)
         report = density_report(state_dict, patterns, arch)
-    except (OSError, ValueError, yaml.YAMLError) as err:
+    except (OSError, ValueError) as err:
         print(f'srcomp sparsity: {err}', file=sys.stderr)
         return 2
     report = dict(checkpoint=str(args.checkpoint), key=key, **report)

@@ -17,9 +17,10 @@ checkpoints are written, not what they contain (``net_g_{iter}.pth`` with ``para
   random generators so that ``--auto_resume`` continues bit-exactly
   (:mod:`srcomp_plugin.utils.exact_resume`).
 
-Reading is checked too: a missing, corrupt or mismatching ``pretrain_network_*`` gives a
+Reading is checked too: a missing, corrupt or mismatching ``pretrain_network_g`` gives a
 ``CheckpointLoadError`` naming the option, the file, the keys found and the fix
-(``param_key_*`` or ``strict_load_*``), instead of BasicSR's bare ``KeyError``/``RuntimeError``.
+(``param_key_g`` or ``strict_load_g``), instead of BasicSR's bare ``KeyError``/``RuntimeError``
+(:func:`srcomp_plugin.utils.checkpoint_io.load_weights`).
 """
 import math
 import os
@@ -31,7 +32,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 
 from ..errors import SrcompError
-from ..utils.checkpoint_io import CheckpointReadError, load_checkpoint
+from ..utils.checkpoint_io import load_weights
 from ..utils.exact_resume import get_rng_state, latest_train_sampler, set_rng_state
 
 
@@ -52,40 +53,12 @@ def atomic_torch_save(obj, path):
                       'the previous checkpoints are untouched') from err
 
 
-class CheckpointLoadError(SrcompError, RuntimeError):
-    """A pretrained checkpoint that cannot be loaded; the message says which option to fix."""
-
-
 class CheckpointSafetyMixin:
     """Atomic, finite, exactly-resumable checkpoints for SRModel subclasses."""
 
     def load_network(self, net, load_path, strict=True, param_key='params'):
-        which = 'g' if net is getattr(self, 'net_g', None) or net is getattr(self, 'net_g_ema', None) else 't'
-        option = f'path.pretrain_network_{which}'
-        if not os.path.isfile(load_path):
-            raise CheckpointLoadError(f'{option}: checkpoint {load_path} does not exist')
-        try:
-            super().load_network(net, load_path, strict, param_key)
-        except Exception as err:  # diagnose only on failure: the happy path reads the file once
-            raise self._load_error(option, which, net, load_path, param_key, err) from err
-
-    def _load_error(self, option, which, net, load_path, param_key, err):
-        """The ``CheckpointLoadError`` that explains why BasicSR's ``load_network`` failed."""
-        try:
-            content = load_checkpoint(load_path)
-        except CheckpointReadError as read_err:
-            return CheckpointLoadError(f'{option}: {load_path} is not a readable PyTorch checkpoint (truncated or '
-                                       f'corrupt?): {read_err}')
-        if param_key is not None and isinstance(content, dict) and param_key not in content and \
-                'params' not in content:
-            return CheckpointLoadError(
-                f'{option}: {load_path} has no "{param_key}" entry (top-level keys: {sorted(content)[:8]}). Set '
-                f'path.param_key_{which} to the entry that holds the state dict (~ for a bare state dict).')
-        return CheckpointLoadError(
-            f'{option}: {load_path} does not fit the {type(self.get_bare_model(net)).__name__} built from '
-            f'network_{which}: {str(err).splitlines()[0]} ... Check network_{which} (channels, blocks, scale) '
-            f'against the checkpoint, path.param_key_{which} (now {param_key!r}), or set '
-            f'path.strict_load_{which}: false to load only the matching tensors.')
+        # BasicSR's choices (param key fallback, ``module.``), weights_only reading, explained errors
+        load_weights(self.get_bare_model(net), load_path, param_key, strict, 'g', get_root_logger())
 
     def _all_finite(self, net):
         return all(torch.isfinite(p).all() for p in self.get_bare_model(net).parameters())

@@ -1,6 +1,6 @@
 """Stage 3: ``DistillSRModel``, BasicSR's ``SRModel`` trained against a frozen teacher.
 
-Loss (method.md): ``L = distill(student(lq), teacher(lq)) + pixel(student(lq), gt)``, with
+Loss (``docs/method.md``): ``L = distill(student(lq), teacher(lq)) + pixel(student(lq), gt)``, with
 ``train.distill_opt`` defaulting to ``MultiLapLoss`` (weight 1.0) and ``train.pixel_opt``
 an L1 of weight 0.1 in the paper. Everything else (EMA, optimizer, scheduler, validation,
 checkpoints, resume, DDP of the student) is SRModel's.
@@ -9,9 +9,10 @@ Options beyond SRModel's:
 
 * ``network_t``: the teacher architecture (any BasicSR/plugin arch, same scale as ``network_g``).
 * ``path.pretrain_network_t`` (required), ``path.param_key_t`` (default ``params``; falls back
-  to ``params`` as BasicSR does; ``~`` for a bare state dict), ``path.strict_load_t`` (default true).
-  They are recorded in ``experiments/<name>/teacher.json``, which ``--auto_resume`` reads back
-  (BasicSR's resume would otherwise point ``pretrain_network_t`` at a checkpoint that never exists).
+  to ``params`` as BasicSR does; ``~`` for a bare state dict), ``path.strict_load_t`` (default true);
+  :mod:`.frozen_teacher` loads it. On resume they stay as given: the entry points list
+  ``network_t`` in BasicSR's ``path.ignore_resume_networks``
+  (:func:`srcomp_plugin.utils.resume_state.check_resume`), since the teacher is never saved.
 * ``train.distill_opt`` / ``train.pixel_opt``: either may be null, not both. Leaving
   ``distill_opt`` out means MultiLapLoss; ``distill_opt: ~`` turns distillation off (no teacher).
 * ``train.teacher_precision: bf16`` and ``train.teacher_channels_last: true`` (beyond the paper):
@@ -22,7 +23,8 @@ Options beyond SRModel's:
   float rounding).
 * ``train.teacher_cache`` (beyond the paper): ``{format: png|lmdb}`` or ``true``; see
   ``srcomp_plugin/data/teacher_cache.py``. Needs ``datasets.train.type:
-  DistillPairedImageDataset`` and its ``dataroot_teacher``.
+  DistillPairedImageDataset`` and its ``dataroot_teacher``, filled beforehand by
+  ``srcomp teacher-cache -opt OPT.yml``; the model checks it is complete and builds no teacher.
 * Teacher-labelled extra inputs (beyond the paper): with ``datasets.train.type:
   ExtraInputsPairedImageDataset`` (``srcomp_plugin/data/extra_inputs_dataset.py``) a batch
   holds unlabelled LR inputs too (``labelled`` false, placeholder ``gt``). The pixel loss is
@@ -37,23 +39,16 @@ The release's key names are accepted with a deprecation warning: ``tea_network_g
 ``strict_load_g``) and ``path.tea_path`` -> ``path.*_t``; ``train.dis_opt`` -> ``distill_opt``;
 ``train.stu_opt`` -> ``pixel_opt``.
 
-The teacher, unlike in the release, is frozen: built from ``network_t``, moved with
-``.to(device)`` only (never DDP), put in eval mode with ``requires_grad_(False)``, run under
-``torch.no_grad()``; it is not ``net_g``, so SRModel's optimizer, EMA and ``save`` never see it.
-``no_grad`` rather than ``inference_mode``: an inference-mode tensor cannot be saved for
+The teacher, unlike in the release, is frozen (:mod:`.frozen_teacher`) and run under
+``torch.no_grad()``. ``no_grad`` rather than ``inference_mode``: an inference-mode tensor cannot be saved for
 backward, so a distillation loss such as ``L1Loss`` (which saves its target) would need a
 copy of it; under ``no_grad`` there is neither graph nor copy.
 """
-import json
-import os
 import os.path as osp
 from collections import OrderedDict
-from copy import deepcopy
 
 import torch
-from torch import distributed as dist
 
-from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
@@ -61,10 +56,10 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..data.distill_paired_dataset import DistillPairedImageDataset
 from ..data.extra_inputs_dataset import ExtraInputsPairedImageDataset, read_extra_prob
-from ..data.teacher_cache import cache_fingerprint, fill_cache, open_cache
-from ..accel import use_cpu_fast_paths
-from ..errors import InputFileError, OptionError
-from .checkpoint_safety import CheckpointLoadError, CheckpointSafetyMixin
+from ..data.teacher_cache_request import check_cache
+from ..errors import OptionError
+from .checkpoint_safety import CheckpointSafetyMixin
+from .frozen_teacher import build_teacher
 
 DEFAULT_DISTILL_OPT = {'type': 'MultiLapLoss', 'loss_weight': 1.0}
 _PATH_ALIASES = {'pretrain_network_g': 'pretrain_network_t', 'param_key_g': 'param_key_t',
@@ -140,83 +135,25 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
             self.cri_pix = None
 
         self.cri_distill = build_loss(train_opt['distill_opt']).to(self.device) if train_opt['distill_opt'] else None
-        self.net_t = self.build_teacher() if self.cri_distill is not None else None
-        self.teacher_output = None
         self.use_teacher_cache = bool(train_opt.get('teacher_cache')) and self.cri_distill is not None
+        self.teacher_output = None
         self._check_train_dataset()
+        self.net_t = None  # with a cache, every target comes from it
         if self.use_teacher_cache:
-            self.prepare_teacher_cache()
-            self.net_t = None  # every target now comes from the cache: free the teacher
+            check_cache(self.opt)
+        elif self.cri_distill is not None:
+            self.net_t = self.live_teacher()
 
-    def teacher_source(self):
-        """``path.pretrain_network_t``, ``param_key_t`` and ``strict_load_t``, kept across resumes.
-
-        On resume, BasicSR's ``check_resume`` points every ``path.pretrain_network_*`` at
-        ``models/net_*_<iter>.pth`` and turns ``params_ema`` keys into ``params``. The teacher
-        is never saved there, so the first run records its source in
-        ``<experiments_root>/teacher.json`` and a resumed run reads it back (unless
-        ``path.ignore_resume_networks`` lists ``network_t``, BasicSR's own opt-out).
-        """
-        path_opt = self.opt['path']
-        record = osp.join(path_opt['experiments_root'], 'teacher.json')
-        ignored = path_opt.get('ignore_resume_networks') or []
-        if path_opt.get('resume_state') and 'network_t' not in ignored:
-            if not osp.isfile(record):
-                raise InputFileError(
-                    f'Resuming: BasicSR replaced path.pretrain_network_t by {path_opt.get("pretrain_network_t")} and '
-                    f'{record} (written by the first run) is missing; add "ignore_resume_networks: [network_t]" '
-                    'under path to load the teacher from path.pretrain_network_t.')
-            with open(record, encoding='utf-8') as f:
-                source = json.load(f)
-            get_root_logger().info(f'Resuming: teacher source read back from {record}.')
-            return source
-        if not path_opt.get('pretrain_network_t'):
-            raise OptionError('DistillSRModel needs path.pretrain_network_t: the pretrained teacher checkpoint '
-                              '(a BasicSR .pth with "params" or "params_ema")')
-        source = {'pretrain_network_t': osp.abspath(path_opt['pretrain_network_t']),
-                  'param_key_t': path_opt.get('param_key_t', 'params'),
-                  'strict_load_t': path_opt.get('strict_load_t', True)}
-        if self.opt.get('rank', 0) == 0:
-            os.makedirs(path_opt['experiments_root'], exist_ok=True)
-            with open(record, 'w', encoding='utf-8') as f:
-                json.dump(source, f, indent=1)
-        return source
-
-    def build_teacher(self):
-        """The frozen teacher from ``network_t`` and ``path.pretrain_network_t``."""
-        if not self.opt.get('network_t'):
-            raise OptionError('DistillSRModel needs network_t: the teacher architecture (e.g. type: EDSR, '
-                              'num_feat: 64, num_block: 16, upscale: <scale>)')
-        source = self.teacher_source()
-        load_path, param_key, strict = source['pretrain_network_t'], source['param_key_t'], source['strict_load_t']
-        self.opt['path'].update(source)
-        if not osp.isfile(load_path):
-            raise InputFileError(f'path.pretrain_network_t: teacher checkpoint {load_path} does not exist')
-        net_t = build_network(self.opt['network_t']).to(self.device)
-        try:
-            self.load_network(net_t, load_path, strict, param_key)
-        except CheckpointLoadError as err:  # its message already says what to check
-            raise CheckpointLoadError(f'path.pretrain_network_t: cannot load teacher checkpoint {load_path} into '
-                                      f'network_t ({self.opt["network_t"].get("type")}): {err}') from err
-        except Exception as err:
-            raise CheckpointLoadError(
-                f'path.pretrain_network_t: cannot load teacher checkpoint {load_path} into network_t '
-                f'({self.opt["network_t"].get("type")}) with param key {param_key!r}: {type(err).__name__}: {err}. '
-                'Check that network_t matches the checkpoint (or set path.strict_load_t: false) and '
-                'path.param_key_t (default "params"; ~ for a bare state dict).') from err
-        net_t.eval()
-        net_t.requires_grad_(False)
-        use_cpu_fast_paths(net_t)  # same weights, same outputs to float rounding
+    def live_teacher(self):
+        """The frozen teacher, set up to run as ``train.teacher_precision``/``teacher_channels_last`` ask."""
         precision = self.opt['train'].get('teacher_precision', 'fp32')
         if precision not in ('fp32', 'bf16'):
             raise OptionError(f'train.teacher_precision must be fp32 or bf16, got {precision!r}')
+        net_t = build_teacher(self.opt, self.device, get_root_logger())
         self.teacher_bf16 = precision == 'bf16'
         self.teacher_channels_last = bool(self.opt['train'].get('teacher_channels_last', False))
         if self.teacher_channels_last:
             net_t.to(memory_format=torch.channels_last)
-        n_params = sum(p.numel() for p in net_t.parameters())
-        get_root_logger().info(f'Teacher network_t: {type(net_t).__name__} with {n_params:,d} parameters '
-                               f'(frozen) from {load_path}.')
         return net_t
 
     def _check_train_dataset(self):
@@ -224,11 +161,8 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
         if train_set is None:
             return
         self._check_extra_inputs(train_set)
-        is_cache_set = train_set.get('type') == DistillPairedImageDataset.__name__
-        if self.use_teacher_cache and not is_cache_set:
-            raise OptionError('train.teacher_cache needs datasets.train.type: DistillPairedImageDataset (with '
-                              'dataroot_teacher), which crops the cached teacher image with the HR patch')
-        if is_cache_set and not self.use_teacher_cache:
+        # the other way round (a cache without its dataset type) is check_cache's
+        if train_set.get('type') == DistillPairedImageDataset.__name__ and not self.use_teacher_cache:
             raise OptionError('datasets.train.type DistillPairedImageDataset reads a teacher cache: set '
                               'train.teacher_cache (and a distill_opt), or use PairedImageDataset')
 
@@ -245,36 +179,6 @@ class DistillSRModel(CheckpointSafetyMixin, SRModel):
             raise OptionError(f'{where} yields unlabelled samples, but train.teacher_cache holds teacher outputs '
                               'for the labelled training images only: remove train.teacher_cache (the live '
                               'teacher labels them), or set datasets.train.extra_prob: 0')
-
-    def prepare_teacher_cache(self):
-        """Fill ``datasets.train.dataroot_teacher`` with the teacher's SR images (missing ones only)."""
-        cache_opt = self.opt['train']['teacher_cache']
-        cache_opt = cache_opt if isinstance(cache_opt, dict) else {}
-        dataset_opt = deepcopy(self.opt['datasets']['train'])
-        dataset = DistillPairedImageDataset(dataset_opt)
-        keys = [dataset.cache_key(i) for i in range(len(dataset))]
-        if len(set(keys)) != len(keys):
-            raise OptionError('train.teacher_cache: two training LR images share a file name; the cache is keyed '
-                              'by file name, so rename them or disable the cache')
-        path_opt = self.opt['path']
-        fingerprint = cache_fingerprint(path_opt['pretrain_network_t'], self.opt['network_t'],
-                                        path_opt.get('param_key_t', 'params'), self.opt['scale'],
-                                        dataset_opt['dataroot_lq'], keys)
-        rank, world_size = self.opt.get('rank', 0), self.opt.get('world_size', 1)
-        root = dataset.teacher_root
-        if rank == 0:
-            open_cache(root, fingerprint, cache_opt.get('format', 'png')).close()
-        self._barrier()
-        store = open_cache(root, fingerprint, cache_opt.get('format', 'png'))
-        pad = cache_opt.get('pad_multiple', self.opt['network_t'].get('window_size', 1))
-        fill_cache(store, self.net_t, dataset, self.opt['scale'], self.device, rank, world_size, pad,
-                   logger=get_root_logger())
-        store.close()
-        self._barrier()
-
-    def _barrier(self):
-        if self.opt.get('dist') and dist.is_initialized():
-            dist.barrier()
 
     def feed_data(self, data):
         super().feed_data(data)

@@ -125,7 +125,7 @@ def train_if_needed(workdir, opt, logs=None):
 def test_if_needed(workdir, name, network, checkpoint, datasets, scale, logs=None):
     """Test with BasicSR's pipeline unless results exist; return the results folder."""
     results = workdir / 'results' / name
-    if not any(results.glob('test_*.log')):
+    if not any(results.glob('test_*.json')):  # the results JSON of srcomp_plugin.test (a log alone is not)
         opt = {'name': name, 'model_type': 'SRModel', 'scale': scale, 'num_gpu': 0, 'manual_seed': 0,
                'datasets': {'test_1': datasets['val']}, 'network_g': network,
                'path': {'pretrain_network_g': str(checkpoint), 'param_key_g': 'params_ema', 'strict_load_g': True},
@@ -208,12 +208,12 @@ def _student_overrides(datasets, budget, lr=None):
 
 def distill_paper(workdir, pipeline, tag, ratio, datasets, budget, logs=None):
     """The ``paper`` recipe from the pipeline's own stage-1 result: compress, then distil."""
-    from ..compress import compress
+    from ..compress import compress, write_outputs
 
     out = workdir / 'options' / f'{tag}_paper_generated.yml'
     if not out.is_file():
-        compress(pipeline.option_file('prune'), pipeline.final_checkpoint('prune'), out, ratio=ratio,
-                 recipe='paper', total_iter=budget['student'], name=f'{tag}_paper', macs=False)
+        write_outputs(compress(pipeline.option_file('prune'), pipeline.final_checkpoint('prune'), out, ratio=ratio,
+                               recipe='paper', total_iter=budget['student'], name=f'{tag}_paper', macs=False))
     opt = deep_merge(load_yaml(out), _student_overrides(datasets, budget, lr=SCRATCH_LR))
     return opt['network_g'], train_if_needed(workdir, opt, logs)
 
@@ -283,10 +283,10 @@ def run_demo(args):
 
 
 def read_test_scores(results_dir):
-    """Mean (PSNR, SSIM) from the newest BasicSR test log in ``results_dir``."""
-    from .report import find_test_logs, parse_test_log
+    """Mean (PSNR, SSIM) of the newest test run in ``results_dir`` (its one test set)."""
+    from ..utils.test_results import newest_metrics
 
-    metrics = next(iter(parse_test_log(find_test_logs(results_dir)[0])['validations'].values()))
+    metrics = next(iter(newest_metrics(results_dir).values()))
     return metrics['psnr'], metrics['ssim']
 
 
@@ -305,8 +305,7 @@ def table_records(rows, scale, latency=True):
         if net is not None:
             key = repr(sorted(net.items()))
             if key not in profiles:
-                profiles[key] = profile_network(dict(net), scale=scale, latency=latency, memory=False, repeats=3,
-                                                warmup=1)
+                profiles[key] = profile_network(dict(net), scale=scale, latency=latency, repeats=3, warmup=1)
             prof = profiles[key]
             record.update(params=int(prof['params']), macs=float(prof['macs']),
                           latency_s=prof['latency']['median_s'] if latency else None)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from . import stage_options as so
 from .launcher import node_rank, train_command
+from ..utils.test_results import ResultsError, find_results, read_results
 
 STAGES = ('prune', 'compress', 'distill', 'test')
 
@@ -88,8 +89,11 @@ class Pipeline:
             return self.final_checkpoint(stage).is_file()
         if stage == 'compress':
             return self.option_file('distill').is_file()
-        logs = sorted(self.results_dir().glob('test_*.log'))
-        return bool(logs) and '# psnr:' in logs[-1].read_text(errors='replace')
+        try:  # the newest test run, complete: every test set has its results
+            results = read_results(find_results(self.results_dir())[0])
+        except ResultsError:
+            return False
+        return set(results['results']) >= set(results['datasets'])
 
     # ------------------------------------------------------------------ fingerprints
     def _inputs(self, stage):
@@ -180,27 +184,34 @@ class Pipeline:
         self._train('prune', so.prune_options(self.pipe))
 
     def _run_compress(self):
-        from ..compress.cli import main as compress_main
+        from ..compress.compressor import compress_collecting_warnings
+        from ..compress.report import format_report
+        from ..compress.writer import write_outputs
+        from ..errors import CompressError
 
         if not self.final_checkpoint('prune').is_file():
             raise StageFailed(f'compress needs the pruned model {self.final_checkpoint("prune")}: run stage prune')
         cfg = dict(self.pipe.get('compress') or {})
-        generated = self.options_dir / 'distill_generated.yml'
-        args = ['-opt', str(self.option_file('prune')), '--checkpoint', str(self.final_checkpoint('prune')),
-                '--out', str(generated), '--depth-keep', str(cfg.get('depth_keep') or 0.5),
-                '--recipe', so.recipe_of(self.pipe), '--force']  # its own file: rewritten when the stage reruns
-        if cfg.get('init') is not None:
-            args += ['--init', str(cfg['init'])]
+        generated = self.options_dir / 'distill_generated.yml'  # its own file: rewritten when the stage reruns
         total_iter = ((self.pipe.get('distill') or {}).get('train') or {}).get('total_iter')
-        if total_iter is not None:  # the recipe's schedule then ends with the run
-            args += ['--total-iter', str(total_iter)]
-        if cfg.get('ratio') is not None:
-            args += ['--ratio', str(cfg['ratio'])]
-        if cfg.get('params') is not None:
-            args += ['--params', str(cfg['params'])]
-        rc = compress_main(args)
-        if rc:
-            raise StageFailed(f'stage compress failed (exit {rc}): srcomp compress {" ".join(args)}')
+        settings = {'depth_keep': float(cfg.get('depth_keep') or 0.5), 'recipe': so.recipe_of(self.pipe),
+                    'init': cfg.get('init'), 'total_iter': total_iter,  # the recipe's schedule then ends with the run
+                    'ratio': cfg.get('ratio'), 'params': cfg.get('params')}
+        settings = {key: value for key, value in settings.items() if value is not None}
+        try:
+            result, said = compress_collecting_warnings(self.option_file('prune'), self.final_checkpoint('prune'),
+                                                        generated, **settings)
+        except CompressError as err:  # said as `srcomp compress` says it; the stage names the command to rerun
+            print(f'srcomp compress: {err}', file=sys.stderr)
+            flags = [str(token) for key, value in settings.items() for token in (f'--{key.replace("_", "-")}', value)]
+            flags.insert(4, '--force')  # after --depth-keep and --recipe, which are always given
+            raise StageFailed(f'stage compress failed (exit 2): srcomp compress -opt {self.option_file("prune")} '
+                              f'--checkpoint {self.final_checkpoint("prune")} --out {generated} '
+                              f'{" ".join(flags)}') from err
+        write_outputs(result)
+        for message in said:
+            print(f'srcomp compress: warning: {message}', file=sys.stderr)
+        print(format_report(result.report))
         opt = so.distill_options(self.pipe, so.load_yaml(generated))
         tmp = self.option_file('distill').with_suffix('.yml.tmp')
         so.save_yaml(tmp, opt)

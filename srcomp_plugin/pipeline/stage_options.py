@@ -25,7 +25,7 @@ from ..compress.recipes import DEFAULT_RECIPE, RECIPES, load_recipe
 from ..errors import SrcompError
 from ..families import SUPPORTED_TEACHERS, teacher_family
 from ..utils.option_templates import load_template
-from ..utils.safe_yaml import OptionFileError, load_options
+from ..utils.safe_yaml import OptionFileError, plain, read_options
 
 REQUIRED_KEYS = ('name', 'scale', 'teacher', 'datasets')
 # every key a pipeline file may hold; prune:/distill: are BasicSR option overrides, merged as they are
@@ -55,22 +55,14 @@ def deep_merge(base, override):
 def load_yaml(path):
     """An option file, order kept, through the safe loader (no YAML tag builds a Python object)."""
     try:
-        return load_options(path)
+        return read_options(path)
     except OptionFileError as err:
         raise PipelineOptionError(str(err)) from err
 
 
 def save_yaml(path, opt):
     with open(path, 'w', encoding='utf-8') as f:
-        yaml.dump(_to_plain(opt), f, Dumper=yaml.SafeDumper, sort_keys=False)
-
-
-def _to_plain(value):
-    if isinstance(value, dict):
-        return {k: _to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_plain(v) for v in value]
-    return value
+        yaml.dump(plain(opt), f, Dumper=yaml.SafeDumper, sort_keys=False)
 
 
 def _check_known(section, allowed, where):

@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from .resume_state import load_state, newest_readable_state
+from .resume_state import check_resume, load_state, newest_readable_state
 
 _installed = False
 
@@ -62,11 +62,9 @@ def load_resume_state(opt):
 
     Same file choice as BasicSR (``--auto_resume``: the highest ``N.state`` under
     ``experiments/<name>/training_states``; otherwise ``path.resume_state``), except that an
-    unreadable newest state falls back to the previous one; loaded without running code
-    (:mod:`srcomp_plugin.utils.resume_state`).
+    unreadable newest state falls back to the previous one; loaded without running code, and the
+    teacher's checkpoint kept (:mod:`srcomp_plugin.utils.resume_state`).
     """
-    from basicsr.utils import check_resume
-
     if torch.cuda.is_available():
         device_id = torch.cuda.current_device()
         map_location = lambda storage, loc: storage.cuda(device_id)  # noqa: E731  (BasicSR's mapping)

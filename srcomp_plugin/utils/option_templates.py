@@ -8,9 +8,8 @@ editable install), else in the current folder.
 """
 from pathlib import Path
 
-import yaml
-
 from ..errors import InputFileError
+from .safe_yaml import read_options
 
 MARKER = Path('options') / 'distill' / 'recipe_srcomp.yml'  # a file every checkout has
 
@@ -27,6 +26,4 @@ def options_root():
 
 def load_template(relative):
     """``options/<relative>`` as plain dicts (safe YAML: no tag builds a Python object)."""
-    path = options_root() / relative
-    with open(path, encoding='utf-8') as f:
-        return yaml.safe_load(f)
+    return read_options(options_root() / relative)

@@ -10,6 +10,8 @@ refuses the numpy random-generator state that exact resume stores. We load with
 file (a run killed while writing it, a tampered file) is named in a warning, left where it
 is, and the previous state is used. An explicit ``path.resume_state`` that cannot be read
 is an error naming the file.
+
+:func:`check_resume` is BasicSR's, except for networks that a run reads but never saves.
 """
 import os
 import pickle
@@ -65,3 +67,29 @@ def newest_readable_state(state_dir, map_location='cpu'):
     if errors:  # starting over would archive the run that these states belong to
         raise ResumeStateError(f'--auto_resume: no readable training state in {state_dir}:\n' + '\n'.join(errors))
     return None, None
+
+
+# Networks a run reads but never writes under models/ (DistillSRModel's teacher).
+INPUT_NETWORKS = ('network_t', )
+
+
+def check_resume(opt, resume_iter):
+    """BasicSR's ``check_resume``, keeping the path and param key of :data:`INPUT_NETWORKS`.
+
+    BasicSR assumes every ``network_*`` is trained: on resume it points each
+    ``path.pretrain_network_*`` at ``models/net_*_<iter>.pth`` and turns every
+    ``param_key_*: params_ema`` into ``params`` (the resumed net_g's EMA copy is rebuilt from
+    its training state). A teacher is an input, never saved there: it is listed in BasicSR's
+    own opt-out, ``path.ignore_resume_networks``, and its param key is put back, so a resumed
+    run distils from the same weights (``params_ema`` stays ``params_ema``).
+    """
+    from basicsr.utils import check_resume as basicsr_check_resume
+
+    path_opt = opt['path']
+    inputs = [name for name in INPUT_NETWORKS if name in opt]
+    ignored = list(path_opt.get('ignore_resume_networks') or [])
+    path_opt['ignore_resume_networks'] = ignored + [name for name in inputs if name not in ignored]
+    keys = [f'param_key_{name[len("network_"):]}' for name in inputs]
+    kept = {key: path_opt[key] for key in keys if key in path_opt}
+    basicsr_check_resume(opt, resume_iter)
+    path_opt.update(kept)

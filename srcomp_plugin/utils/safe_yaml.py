@@ -6,7 +6,7 @@ an option file runs a shell command. Option files are shared like checkpoints, s
 option file the plugin or its entry points read goes through :class:`OrderedSafeLoader`
 (``yaml.SafeLoader`` with mappings as ``OrderedDict``, as BasicSR's loader returns them);
 plain YAML reads exactly as before, and a Python tag is an :class:`OptionFileError` naming
-the file and line.
+the file and line. :func:`read_options` is the same reader for the plugin's own commands.
 """
 from collections import OrderedDict
 
@@ -45,6 +45,31 @@ def load_options(path):
             return yaml.load(f, Loader=OrderedSafeLoader)
         except yaml.YAMLError as err:
             raise OptionFileError(f'{path}: not valid YAML: {err}') from err
+
+
+def plain(value):
+    """``value`` with every mapping a plain ``dict`` (what ``yaml.safe_dump`` can write back)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def read_options(path):
+    """The option file at ``path`` as plain dicts, for the plugin's own commands and templates.
+
+    Every way it can fail (missing, unreadable, not plain YAML, not a mapping) is an
+    :class:`OptionFileError` naming the file.
+    """
+    try:
+        opt = load_options(path)
+    except OSError as err:
+        raise OptionFileError(f'cannot read option file {path}: {err.strerror or err}') from err
+    if not isinstance(opt, dict):
+        raise OptionFileError(f'{path}: an option file is a mapping of options, this one holds a '
+                              f'{type(opt).__name__}')
+    return plain(opt)
 
 
 def install():
