@@ -7,7 +7,8 @@ import copy
 import pytest
 
 from srcomp_plugin.pipeline.runner import STAGES, Pipeline
-from srcomp_plugin.utils.test_results import FORMAT, write_json
+from srcomp_plugin.utils.atomic_json import write_json
+from srcomp_plugin.utils.test_results import FORMAT
 
 PIPE = {'name': 'p', 'scale': 2,
         'teacher': {'network': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_block': 16,

@@ -19,7 +19,8 @@ from srcomp_plugin import cli
 from srcomp_plugin.data.prepare import prepare_dataset
 from srcomp_plugin.measure import count_macs, count_params
 from srcomp_plugin.pipeline.report import ReportError, make_report
-from srcomp_plugin.utils.test_results import ResultsError, find_results, read_results, write_json
+from srcomp_plugin.utils.atomic_json import write_json
+from srcomp_plugin.utils.test_results import ResultsError, find_results, read_results
 
 OPTIONS = Path(__file__).resolve().parents[1] / 'options' / 'test'
 TINY_EDSR = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2,

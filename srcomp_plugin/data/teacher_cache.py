@@ -2,7 +2,7 @@
 
 Distillation runs the frozen teacher on every training batch, although its output for a
 given image never changes. With a cache, the teacher runs once per training image (the full
-LR image in, the SR image out; ``srcomp teacher-cache``, :mod:`.teacher_cache_setup`) and
+LR image in, the SR image out; ``srcomp teacher-cache``, :mod:`.teacher_cache_cli`) and
 the result is stored; the dataset then crops and flips the cached SR image exactly like
 the HR patch, so training runs no teacher forward at all.
 

@@ -26,9 +26,15 @@ from pathlib import Path
 
 from . import stage_options as so
 from .launcher import node_rank, train_command
+from ..utils.atomic_json import write_json
 from ..utils.test_results import ResultsError, find_results, read_results
 
 STAGES = ('prune', 'compress', 'distill', 'test')
+
+
+def _flags(settings):
+    """``{'total_iter': 100}`` -> ``'--total-iter 100'``: keyword arguments as ``srcomp compress`` flags."""
+    return ' '.join(f'--{key.replace("_", "-")} {value}' for key, value in settings.items())
 
 
 class StageFailed(RuntimeError):
@@ -126,9 +132,7 @@ class Pipeline:
             return
         records = self._records()
         records.setdefault(stage, {})[event] = fingerprint
-        tmp = self.home / 'stages.json.tmp'
-        tmp.write_text(json.dumps(records, indent=1) + '\n')
-        os.replace(tmp, self.home / 'stages.json')
+        write_json(self.home / 'stages.json', records)
 
     # ------------------------------------------------------------------ running
     def run(self, stages=STAGES):
@@ -194,20 +198,18 @@ class Pipeline:
         cfg = dict(self.pipe.get('compress') or {})
         generated = self.options_dir / 'distill_generated.yml'  # its own file: rewritten when the stage reruns
         total_iter = ((self.pipe.get('distill') or {}).get('train') or {}).get('total_iter')
-        settings = {'depth_keep': float(cfg.get('depth_keep') or 0.5), 'recipe': so.recipe_of(self.pipe),
-                    'init': cfg.get('init'), 'total_iter': total_iter,  # the recipe's schedule then ends with the run
-                    'ratio': cfg.get('ratio'), 'params': cfg.get('params')}
-        settings = {key: value for key, value in settings.items() if value is not None}
+        always = {'depth_keep': float(cfg.get('depth_keep') or 0.5), 'recipe': so.recipe_of(self.pipe)}
+        given = {'init': cfg.get('init'), 'total_iter': total_iter,  # the recipe's schedule then ends with the run
+                 'ratio': cfg.get('ratio'), 'params': cfg.get('params')}
+        given = {key: value for key, value in given.items() if value is not None}
         try:
             result, said = compress_collecting_warnings(self.option_file('prune'), self.final_checkpoint('prune'),
-                                                        generated, **settings)
+                                                        generated, **always, **given)
         except CompressError as err:  # said as `srcomp compress` says it; the stage names the command to rerun
             print(f'srcomp compress: {err}', file=sys.stderr)
-            flags = [str(token) for key, value in settings.items() for token in (f'--{key.replace("_", "-")}', value)]
-            flags.insert(4, '--force')  # after --depth-keep and --recipe, which are always given
             raise StageFailed(f'stage compress failed (exit 2): srcomp compress -opt {self.option_file("prune")} '
                               f'--checkpoint {self.final_checkpoint("prune")} --out {generated} '
-                              f'{" ".join(flags)}') from err
+                              f'{_flags(always)} --force {_flags(given)}'.rstrip()) from err
         write_outputs(result)
         for message in said:
             print(f'srcomp compress: warning: {message}', file=sys.stderr)

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from ..errors import SrcompError
+from .atomic_json import write_json
 
 FORMAT = 1  # the JSON's "format"; raised when a key changes meaning
 _STAMP = re.compile(r'_(\d{8}_\d{6})$')  # BasicSR's get_time_str() in the log's name
@@ -82,13 +83,6 @@ def _run_record(model):
         'versions': {'srcomp_plugin': __version__, 'basicsr': basicsr.__version__, 'torch': torch.__version__},
         'results': {},
     }
-
-
-def write_json(path, data):
-    """``data`` as JSON at ``path`` via a temporary file and ``os.replace``: never half a file."""
-    tmp = Path(f'{path}.tmp')
-    tmp.write_text(json.dumps(data, indent=1, default=str) + '\n', encoding='utf-8')
-    os.replace(tmp, path)
 
 
 def _recording(validation):
