@@ -32,6 +32,19 @@ about the last 10% of each run (decay 1 - 10/budget, at most 0.999). The live te
 (``train.teacher_precision``; >= 56 dB from its float32 output, benchmarks/RESULTS.md), the
 same for every arm.
 
+``srcomp_lean`` (and ``_f10``/``_f50``, the fraction measured): the compression made cheap, at
+a compute level rather than an iteration count. Its ``iters`` is the whole budget in
+scratch-step equivalents; a share of it (25%, 10%, 50%) buys a short structured stage 1 that
+chooses the student on the teacher's own weights and decays the rest to zero from the first
+to the last iteration, at batch 2 (more, smaller steps decay better for the same MACs); stage
+3 then trains the slice with L1 to the ground truth alone (no teacher forward to pay for)
+for what is left.
+
+Every record has ``cost`` (:func:`run_cost`): MACs and measured seconds of stage 1, the
+teacher cache and stage 3, and the total in scratch-step equivalents
+(:mod:`srcomp_plugin.measure.training_cost`); a shared stage 1 is charged in full to every
+arm that uses it. The table gains the equal-compute view and ``quality_compute_<family>.png``.
+
 The SwinIR family (``FAMILIES['swinir']``), sized for two CPU cores: a SwinIR-light-shaped
 teacher (910,152 params, built as ``SwinIRmini`` so that full test images pad to the window)
 trained here for 4000 iterations at batch 8, the three arms ``scratch``, ``paper`` and
@@ -55,6 +68,8 @@ from pathlib import Path
 
 import yaml
 
+from srcomp_plugin.measure import training_cost
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / 'shared' / 'datasets'
 RESULTS = REPO / 'benchmarks' / 'results' / 'quality.json'
@@ -63,10 +78,12 @@ TABLE = REPO / 'benchmarks' / 'QUALITY.md'
 SCALE = 2
 TRAIN_SETS = ('BSD68', 'SunHays80')
 TEST_SETS = ('Set5', 'Set14', 'Urban100')
-ARMS = ('scratch', 'paper', 'kd_scratch', 'sliced', 'sliced_kd', 'srcomp', 'srcomp_extra')
+# srcomp_lean*: the structured prune, short, then L1 to the ground truth; its share of the compute level
+LEAN_FRACTIONS = {'srcomp_lean': 0.25, 'srcomp_lean_f10': 0.1, 'srcomp_lean_f50': 0.5}
+ARMS = ('scratch', 'paper', 'kd_scratch', 'sliced', 'sliced_kd', 'srcomp', 'srcomp_extra') + tuple(LEAN_FRACTIONS)
 BUDGETS = (1000, 4000, 16000)
 SEEDS = (0, 1, 2)
-ARMS_AT_16K = ('scratch', 'paper', 'srcomp')  # one seed at the largest budget
+ARMS_AT_16K = ('scratch', 'paper', 'srcomp', 'srcomp_lean')  # one seed at the largest budget
 SCRATCH_LR, SLICED_LR = 5e-4, 2e-4
 BATCH, LR_PATCH = 16, 32  # HR patch 64: a multiple of 16, as MultiLapLoss needs
 
@@ -77,6 +94,10 @@ FAMILIES = {
         'teacher_iters': 16000, 'teacher_batch': 16, 'teacher_lr': 3e-4,
         'ratio': 0.04,  # -> EDSR f16b4, res_scale 2 (31,043 params, 4.0% of the teacher)
         'prune_iters': 2000,
+        # srcomp_lean*: stage 1 at this batch, for the arm's fraction of the compute level (LEAN_FRACTIONS).
+        # At a fixed compute, more and smaller steps decay better: the slice of the 4k level's stage 1
+        # (1000 scratch steps' worth) starts at 22.54 dB on Set5 with batch 8 and 32.12 dB with batch 2
+        'lean': {'batch': 2},
     },
     # SwinIR-light (the paper's teacher) -> SwinIRmini, sized for two CPU cores: batch 8, one
     # budget, three arms (scratch, paper, srcomp). No structured stage 1 (a SwinIR slice
@@ -97,8 +118,10 @@ FAMILIES = {
 SMOKE = {  # --smoke: the same code paths, tiny: a test that the harness works, not a measurement
     'family': {'teacher': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 16, 'num_block': 2,
                            'upscale': SCALE, 'res_scale': 1, 'img_range': 255.},
-               'teacher_iters': 6, 'teacher_batch': 4, 'teacher_lr': 3e-4, 'ratio': 0.3, 'prune_iters': 6},
+               'teacher_iters': 6, 'teacher_batch': 4, 'teacher_lr': 3e-4, 'ratio': 0.3, 'prune_iters': 6,
+               'lean': {'batch': 4}},
     'train_sets': ('Set5', ), 'test_sets': ('Set5', 'Set14'), 'budgets': [4], 'seeds': [0],
+    'arms': [a for a in ARMS if a not in ('srcomp_lean_f10', 'srcomp_lean_f50')],  # one lean arm is enough here
 }
 
 
@@ -174,8 +197,28 @@ def train(work, opt):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(opt, sort_keys=False))
     cmd = [sys.executable, '-m', 'srcomp_plugin.train', '-opt', path] + (['--auto_resume'] if exp.is_dir() else [])
-    _run(cmd, work, work / 'logs' / f'{opt["name"]}.log')
+    start = time.time()
+    try:
+        _run(cmd, work, work / 'logs' / f'{opt["name"]}.log')
+    finally:  # an interrupted run's seconds count too: its resume continues from its last checkpoint
+        _add_seconds(work, opt['name'], time.time() - start)
     return latest
+
+
+def _seconds_file(work, name):
+    return work / 'costs' / f'{name}.json'
+
+
+def _add_seconds(work, name, seconds):
+    path = _seconds_file(work, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({'seconds': train_seconds(work, name) + seconds}))
+
+
+def train_seconds(work, name):
+    """Wall seconds that ``train`` spent on run ``name`` (over all its resumes), 0 if none was measured."""
+    path = _seconds_file(work, name)
+    return json.loads(path.read_text())['seconds'] if path.is_file() else 0.0
 
 
 def test(work, name, network, checkpoint, data, key='params_ema'):
@@ -282,15 +325,122 @@ def stage_one_and_two(work, family, data, teacher_ckpt, structured):
     return outs
 
 
+def lean_stage_one(work, family, data, teacher_ckpt, level, fraction):
+    """The lean stage 1 of compute level ``level``: the structured prune, as short as its share allows.
+
+    It decays everything outside the student from the first iteration (``start: 0``: the
+    student is chosen on the teacher's own weights) to zero at the last (``end: 1``), at the
+    family's ``lean`` batch, for as many iterations as ``fraction`` of ``level``
+    (scratch-step equivalents) buys. Returns ``(srcomp recipe option file, stage-1 cost)``.
+    """
+    from srcomp_plugin.compress import compress, load_recipe, write_outputs
+
+    cfg, lean = FAMILIES[family], FAMILIES[family]['lean']
+    step = training_cost.train_step_macs(cfg['teacher'], lean['batch'], LR_PATCH, SCALE)
+    iters = max(1, round(fraction * level * scratch_step_macs(family) / step))
+    tag = f'{level}_f{round(fraction * 100)}_b{lean["batch"]}'
+    opt = _base_opt(f'q_{family}_prune_lean_{tag}', 'SparseSRModel', cfg['teacher'], data, iters, 0,
+                    batch=lean['batch'])
+    opt['path'].update(pretrain_network_g=str(teacher_ckpt), param_key_g='params_ema')
+    optim = dict(load_recipe('srcomp')['prune_optim_g'], **({'lr': lean['lr']} if 'lr' in lean else {}))
+    opt['train'] = {'total_iter': iters, 'warmup_iter': -1, 'ema_decay': 0.999, 'optim_g': optim,
+                    'scheduler': {'type': 'MultiStepLR', 'milestones': [10 ** 9], 'gamma': 0.5},
+                    'pixel_opt': {'type': 'CharbonnierLoss', 'loss_weight': 1.0, 'reduction': 'mean'},
+                    'sparsity': {'structured': {'ratio': cfg['ratio'], 'depth_keep': 0.5, 'start': 0, 'end': 1}}}
+    checkpoint = train(work, opt)
+    out = work / 'options' / f'q_{family}_lean_{tag}_srcomp_generated.yml'
+    if not out.is_file():
+        write_outputs(compress(work / 'options' / f'{opt["name"]}.yml', checkpoint, out, ratio=cfg['ratio'],
+                               recipe='srcomp', teacher_checkpoint=teacher_ckpt, macs=False))
+    return out, {'iters': iters, 'batch': lean['batch'], 'macs': iters * step,
+                 'seconds': round(train_seconds(work, opt['name']), 1)}
+
+
+# ----------------------------------------------------------------------------- cost
+
+
+def scratch_step_macs(family):
+    """MACs of one training step of the student trained alone: the unit of every compute count."""
+    return training_cost.train_step_macs(student_network(family), FAMILIES[family].get('batch', BATCH), LR_PATCH, SCALE)
+
+
+STAGE1_OF_ARM = {'sliced': 'plain', 'sliced_kd': 'plain', 'srcomp': 'structured', 'srcomp_extra': 'structured'}
+LIVE_TEACHER_ARMS = ('paper', 'kd_scratch', 'sliced_kd', 'srcomp', 'srcomp_extra')
+
+
+def run_cost(work, family, arm, stage3_iters, stage3_name, stage1=None):
+    """The ``cost`` entry of a record: MACs and seconds per stage, and the total in scratch-step equivalents.
+
+    A stage 1 shared by several arms or seeds is charged in full to each of them. ``stage1``:
+    the lean stage 1's cost (``srcomp_lean``); the other arms' stage 1 is the family's fixed one.
+    Seconds are the wall time of each training command (testing excluded); None where none was
+    measured (``work`` None: records of earlier sessions, whose MACs follow from their settings).
+    """
+    cfg = FAMILIES[family]
+    batch = cfg.get('batch', BATCH)
+    kind = STAGE1_OF_ARM.get(arm)
+    if kind == 'structured' and kind not in _kinds(family):  # SwinIR's srcomp arm slices the plain prune
+        kind = 'plain'
+    if stage1 is None and kind is not None:
+        iters = cfg['prune_iters']
+        stage1 = {'iters': iters, 'batch': batch,
+                  'macs': iters * training_cost.train_step_macs(cfg['teacher'], batch, LR_PATCH, SCALE),
+                  'seconds': _measured_seconds(work, f'q_{family}_prune_{kind}')}
+    per_step = training_cost.train_step_macs(student_network(family), batch, LR_PATCH, SCALE)
+    if arm in LIVE_TEACHER_ARMS:
+        per_step += training_cost.teacher_forward_macs(cfg['teacher'], batch, LR_PATCH, SCALE)
+    stage3 = {'iters': stage3_iters, 'batch': batch, 'macs': stage3_iters * per_step,
+              'live_teacher': arm in LIVE_TEACHER_ARMS, 'seconds': _measured_seconds(work, stage3_name)}
+    stages = {'stage1': stage1, 'teacher_cache': None, 'stage3': stage3}
+    total = sum(st['macs'] for st in stages.values() if st)
+    return {'how': 'MACs of every forward and backward (srcomp_plugin/measure/training_cost.py); '
+                   'scratch_steps = MACs / one training step of the scratch arm',
+            **stages, 'macs': total,
+            'scratch_steps': round(training_cost.scratch_steps(total, scratch_step_macs(family))),
+            'seconds': None if any(st and st['seconds'] is None for st in stages.values())
+            else round(sum(st['seconds'] for st in stages.values() if st), 1)}
+
+
+def _measured_seconds(work, name):
+    seconds = train_seconds(work, name) if work is not None else 0.0
+    return round(seconds, 1) if seconds else None
+
+
+def fill_missing_costs():
+    """Give every record of the JSON that predates cost accounting its ``cost`` (MACs; seconds None).
+
+    Only arms whose stage 1 is the family's fixed one can be filled: their settings are the
+    script's. Rewritten under the same lock as :func:`append_result`.
+    """
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS.with_suffix('.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        records = load_results()
+        missing = [r for r in records if 'cost' not in r and r['arm'] != 'teacher' and r['arm'] not in LEAN_FRACTIONS]
+        for r in missing:
+            r['cost'] = run_cost(None, r['family'], r['arm'], r['iters'], None)
+        if missing:
+            _write_records(records)
+    return len(missing)
+
+
 # ----------------------------------------------------------------------------- arms
 
 
-def arm_options(arm, family, iters, seed, data, generated):
-    """The BasicSR option dict of one run. ``generated``: {'plain'|'structured': {recipe: yml}}."""
+def arm_options(arm, family, iters, seed, data, generated, name=None):
+    """The BasicSR option dict of one run. ``generated``: {'plain'|'structured'|'lean': {recipe: yml}}.
+
+    ``iters`` is the run's stage-3 length; ``name`` defaults to ``q_<family>_<arm>_<iters>_s<seed>``.
+    """
     from srcomp_plugin.compress.recipes import rescale_schedule
 
-    name = f'q_{family}_{arm}_{iters}_s{seed}'
-    source = 'structured' if arm.startswith('srcomp') and 'structured' in generated else 'plain'
+    name = name or f'q_{family}_{arm}_{iters}_s{seed}'
+    if arm == 'scratch':  # needs no stage 1 or 2
+        return scratch_options(name, family, iters, seed, data)
+    if arm in LEAN_FRACTIONS:
+        source = 'lean'
+    else:
+        source = 'structured' if arm.startswith('srcomp') and 'structured' in generated else 'plain'
     recipe = 'paper' if arm == 'paper' else 'srcomp'
     with open(generated[source][recipe], encoding='utf-8') as f:
         opt = yaml.safe_load(f)
@@ -305,7 +455,7 @@ def arm_options(arm, family, iters, seed, data, generated):
     train_opt['optim_g']['lr'] = SCRATCH_LR if from_scratch else SLICED_LR
     if from_scratch:
         opt['path']['pretrain_network_g'] = None
-    if arm in ('scratch', 'sliced'):  # ground truth only: BasicSR's own SRModel
+    if arm in ('scratch', 'sliced') + tuple(LEAN_FRACTIONS):  # ground truth only: BasicSR's own SRModel
         opt['model_type'] = 'SRModel'
         for key in ('network_t', ):
             opt.pop(key, None)
@@ -316,6 +466,27 @@ def arm_options(arm, family, iters, seed, data, generated):
         train_opt['pixel_opt'] = {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}
     if arm == 'srcomp_extra':
         opt['datasets']['train'].update(type='ExtraInputsPairedImageDataset', extra_prob=0.5)
+    return opt
+
+
+def student_network(family):
+    """The student every arm of ``family`` trains: the shape ``srcomp compress`` derives at the family's ratio."""
+    from srcomp_plugin.compress.shape_rule import derive_student
+
+    return derive_student(FAMILIES[family]['teacher'], ratio=FAMILIES[family]['ratio'], depth_keep=0.5).network_opt()
+
+
+def scratch_options(name, family, iters, seed, data):
+    """The student trained alone: L1 to the ground truth from random weights, BasicSR's SRModel.
+
+    The same options as the srcomp recipe's stage-3 file with the teacher taken out (what
+    :func:`arm_options` used to derive from it), built without waiting for stages 1-2.
+    """
+    opt = _base_opt(name, 'SRModel', student_network(family), data, iters, seed,
+                    batch=FAMILIES[family].get('batch', BATCH))
+    opt['train'] = dict(_cosine(iters, SCRATCH_LR), total_iter=iters, warmup_iter=-1,
+                        ema_decay=max(0.0, min(0.999, 1 - 10 / iters)),
+                        pixel_opt={'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'})
     return opt
 
 
@@ -347,25 +518,44 @@ def append_result(record):
         fcntl.flock(lock, fcntl.LOCK_EX)
         records = load_results()
         records.append(record)
-        tmp = RESULTS.with_suffix('.json.tmp')
-        tmp.write_text(json.dumps(records, indent=1) + '\n')
-        os.replace(tmp, RESULTS)
+        _write_records(records)
+
+
+def _write_records(records):
+    tmp = RESULTS.with_suffix('.json.tmp')
+    tmp.write_text(json.dumps(records, indent=1) + '\n')
+    os.replace(tmp, RESULTS)
 
 
 def one_run(work, data, setups, family, arm, iters, seed):
-    """Train and test one (family, arm, budget, seed) once its stages 1-2 are done; append its record."""
+    """Train and test one (family, arm, budget, seed) once its stages 1-2 are done; append its record.
+
+    ``iters`` is the stage-3 length of every arm but ``srcomp_lean*``, whose ``iters`` is its
+    whole compute level (scratch-step equivalents, stage 1 included): its stage 3 gets what
+    the lean stage 1 left.
+    """
     start = time.time()
-    generated = {kind: setups[family, kind].result() for kind in _kinds(family)}
-    opt = arm_options(arm, family, iters, seed, data, generated)
+    stage1, name = None, None
+    if arm in LEAN_FRACTIONS:
+        lean_yml, stage1 = setups[family, 'lean', iters, LEAN_FRACTIONS[arm]].result()
+        generated = {'lean': {'srcomp': lean_yml}}
+        stage3_iters = max(1, iters - round(stage1['macs'] / scratch_step_macs(family)))
+        name = f'q_{family}_{arm}_{iters}_s{seed}'
+    else:
+        generated = {} if arm == 'scratch' else {kind: setups[family, kind].result() for kind in _kinds(family)}
+        stage3_iters = iters
+    opt = arm_options(arm, family, stage3_iters, seed, data, generated, name=name)
     checkpoint = train(work, opt)
     psnr, ssim = test(work, f'{opt["name"]}_test', opt['network_g'], checkpoint, data)
     record = {'family': family, 'arm': arm, 'iters': iters, 'seed': seed, 'psnr': psnr, 'ssim': ssim,
-              'minutes': round((time.time() - start) / 60, 1)}
+              'minutes': round((time.time() - start) / 60, 1),
+              'cost': run_cost(work, family, arm, stage3_iters, opt['name'], stage1)}
     append_result(record)
     shutil.rmtree(work / 'experiments' / opt['name'] / 'training_states', ignore_errors=True)
     print(f'[quality] {family} {arm:<12} {iters:>6} it seed {seed}: '
           + ' '.join(f'{s} {v:.2f}' for s, v in psnr.items())
-          + f' (mean Set5/14 {_set5_14(record):.2f}) in {record["minutes"]} min',
+          + f' (mean Set5/14 {_set5_14(record):.2f}) in {record["minutes"]} min, '
+          f'{record["cost"]["scratch_steps"]} scratch-step equivalents',
           flush=True)
     return record
 
@@ -401,7 +591,8 @@ def write_table(records):
              "script's docstring for the data, teacher, arms and schedules). Y-PSNR in dB, crop = scale, "
              'x2; "Set5+14" is the mean of the two (the paper\'s figure), then mean ± std over seeds (n seeds).', '']
     for family in sorted({r['family'] for r in records}):
-        rows = [r for r in records if r['family'] == family and r['arm'] != 'teacher']
+        # the srcomp_lean* arms' iters is a compute level: they appear in the equal-compute table only
+        rows = [r for r in records if r['family'] == family and r['arm'] not in ('teacher', ) + tuple(LEAN_FRACTIONS)]
         budgets = sorted({r['iters'] for r in rows})
         lines += [f'## {family}', '']
         for r in records:
@@ -422,10 +613,87 @@ def write_table(records):
                 cells.append(_stats([r['psnr']['Urban100'] for r in got]) if 'Urban100' in got[0]['psnr'] else '-')
             lines.append(f'| {arm} | ' + ' | '.join(cells) + ' |')
         lines.append('')
+    for family in sorted({r['family'] for r in records}):
+        lines += compute_matched_lines(records, family)
+        plot = plot_compute(records, family)
+        if plot is not None:
+            lines += [f'![Set5+14 against compute, {family}]({plot.name})', '']
     old = TABLE.read_text() if TABLE.is_file() else ''
     notes = old.split(NOTES_MARK, 1)[1] if NOTES_MARK in old else '\n'
     TABLE.write_text('\n'.join(lines) + '\n' + NOTES_MARK + notes)
     return TABLE
+
+
+COMPUTE_LEVELS = (1000, 4000, 16000, 64000)  # scratch-step equivalents
+LEVEL_TOLERANCE = 1.02  # a run counts at a level when its cost is within 2% above it
+
+
+def _groups(records, family):
+    """``{(arm, iters): [records]}`` of a family's runs that carry a cost (seeds grouped)."""
+    groups = {}
+    for r in records:
+        if r['family'] == family and r['arm'] != 'teacher' and 'cost' in r:
+            groups.setdefault((r['arm'], r['iters']), []).append(r)
+    return groups
+
+
+def compute_matched_lines(records, family):
+    """The equal-compute table: per level, each arm's run with the most compute that fits in it."""
+    groups = _groups(records, family)
+    if not groups:
+        return []
+    lines = [f'## {family} at equal compute', '',
+             'Compute in scratch-step equivalents: the MACs of every forward and backward a run made '
+             '(stage 1 charged in full to every arm that uses it, every teacher forward, stage 3) over '
+             'the MACs of one training step of the scratch arm (`srcomp_plugin/measure/training_cost.py`). At each '
+             "level, an arm's cell is its run with the most compute within the level (+2%): Set5+14 "
+             'mean ± std (n seeds), then that run\'s compute in thousands.', '',
+             '| arm | ' + ' | '.join(f'<= {level // 1000}k: Set5+14 (n) | compute' for level in COMPUTE_LEVELS) + ' |',
+             '|---|' + '---|---|' * len(COMPUTE_LEVELS)]
+    arms = [a for a in ARMS if any(arm == a for arm, _ in groups)]
+    for arm in arms:
+        cells = []
+        for level in COMPUTE_LEVELS:
+            fits = [(statistics.mean(r['cost']['scratch_steps'] for r in rs), rs) for (a, _), rs in groups.items()
+                    if a == arm and statistics.mean(r['cost']['scratch_steps'] for r in rs) <= level * LEVEL_TOLERANCE]
+            if not fits:
+                cells += ['-', '-']
+                continue
+            cost, rs = max(fits, key=lambda item: item[0])
+            cells += [f'{_stats([_set5_14(r) for r in rs])} ({len(rs)})', f'{cost / 1000:.1f}k']
+        lines.append(f'| {arm} | ' + ' | '.join(cells) + ' |')
+    return lines + ['']
+
+
+def plot_compute(records, family):
+    """``quality_compute_<family>.png`` beside the table: Set5+14 against compute, one line per arm."""
+    groups = _groups(records, family)
+    if not groups:
+        return None
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for arm in [a for a in ARMS if any(arm == a for arm, _ in groups)]:
+        points = sorted((statistics.mean(r['cost']['scratch_steps'] for r in rs),
+                         statistics.mean(_set5_14(r) for r in rs)) for (a, _), rs in groups.items() if a == arm)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker='o', label=arm)
+    for r in records:
+        if r['family'] == family and r['arm'] == 'teacher':
+            ax.axhline(_set5_14(r), color='grey', linestyle='--', linewidth=1, label='teacher')
+    ax.set_xscale('log')
+    ax.set_xlabel('compute (scratch-step equivalents, MACs; stage 1 and teacher forwards included)')
+    ax.set_ylabel('Y-PSNR Set5+14 (dB)')
+    ax.set_title(f'{family}: student quality against total compute')
+    ax.grid(True, which='both', alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = TABLE.parent / f'quality_compute_{family}.png'
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 # ----------------------------------------------------------------------------- main
@@ -461,7 +729,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.smoke:
         use_smoke_settings(Path(args.work).resolve())
-        args.budgets, args.seeds, args.families = SMOKE['budgets'], SMOKE['seeds'], ['edsr']
+        args.budgets, args.seeds, args.families, args.arms = SMOKE['budgets'], SMOKE['seeds'], ['edsr'], SMOKE['arms']
     if args.table:
         print(write_table(load_results()))
         return 0
@@ -475,14 +743,20 @@ def main(argv=None):
     (work / 'logs').mkdir(parents=True, exist_ok=True)
     data = prepare_data(work)
     teachers = {family: teacher(work, family, data) for family in args.families}
+    fill_missing_costs()
     done = {(r['family'], r['arm'], r['iters'], r['seed']) for r in load_results()}
     todo = [run for run in planned_runs(args.families, args.arms, args.budgets, args.seeds) if run not in done]
     todo = todo[:args.max_runs] if args.max_runs else todo
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         # stage 1 (plain and structured) side by side; a run waits for the stage it starts from
+        needed = {f for f, a, _, _ in todo if a != 'scratch' and a not in LEAN_FRACTIONS}
+        needed |= set(args.families) if args.setup_only else set()
         setups = {(family, kind): pool.submit(stage_one_and_two, work, family, data, teachers[family],
                                               kind == 'structured')
-                  for family in args.families for kind in _kinds(family)}
+                  for family in args.families if family in needed for kind in _kinds(family)}
+        setups.update({(f, 'lean', i, x): pool.submit(lean_stage_one, work, f, data, teachers[f], i, x)
+                       for f, i, x in sorted({(f, i, LEAN_FRACTIONS[a]) for f, a, i, _ in todo
+                                              if a in LEAN_FRACTIONS})})
         tasks = [pool.submit(teacher_record, work, family, data, teachers[family])
                  for family in args.families if (family, 'teacher', FAMILIES[family]['teacher_iters'], 0) not in done]
         if not args.setup_only:

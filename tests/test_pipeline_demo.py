@@ -30,7 +30,7 @@ def test_demo_quick_prints_the_comparison_table(demo):
     work, out = demo
     rows = {m.group(1): m.groups()[1:] for m in re.finditer(
         r'^\| (bicubic|teacher|student from scratch|student via paper recipe|student via srcomp) \| ([^|]+) \| '
-        r'([^|]+) \| [^|]+ \| ([\d.]+) \| ([\d.]+) \|$', out, re.M)}
+        r'([^|]+) \| [^|]+ \| ([^|]+) \| ([\d.]+) \| ([\d.]+) \|$', out, re.M)}
     assert set(rows) == {'bicubic', 'teacher', 'student from scratch', 'student via paper recipe',
                          'student via srcomp'}
     teacher_params = int(rows['teacher'][0].replace(',', ''))
@@ -38,7 +38,13 @@ def test_demo_quick_prints_the_comparison_table(demo):
     assert rows['student from scratch'][0] == rows['student via paper recipe'][0] == rows['student via srcomp'][0]
     assert 0 < student_params <= 0.2 * teacher_params  # the demo's target: 0.04 (shipped teacher) or 0.2
     assert float(rows['student via srcomp'][1]) < float(rows['teacher'][1])  # fewer MACs
-    assert all(0 < float(r[2]) < 100 and 0 < float(r[3]) <= 1 for r in rows.values())
+    assert all(0 < float(r[3]) < 100 and 0 < float(r[4]) <= 1 for r in rows.values())
+    # training compute, in steps of the scratch student: stage 1 and every teacher forward are counted
+    compute = {role: r[2].strip() for role, r in rows.items()}
+    assert compute['bicubic'] == compute['teacher'] == '-' and compute['student from scratch'] == '40'
+    assert compute['student via srcomp'] == compute['student via paper recipe']
+    assert float(compute['student via srcomp'].replace(',', '')) > 10 * 40  # 10 teacher steps of ~24x plus KD
+    assert 'training compute: MACs of every forward and backward' in out
     home = work / 'experiments' / NAME
     for stage in ('prune', 'distill', 'test'):  # every generated option file is kept
         assert (home / 'options' / f'{stage}.yml').is_file()

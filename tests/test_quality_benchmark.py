@@ -16,7 +16,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / 'benchmarks' / 'quality.py'
 SHARED = REPO.parent / 'shared' / 'datasets'
-ARMS = ('scratch', 'paper', 'kd_scratch', 'sliced', 'sliced_kd', 'srcomp', 'srcomp_extra')
+ARMS = ('scratch', 'paper', 'kd_scratch', 'sliced', 'sliced_kd', 'srcomp', 'srcomp_extra', 'srcomp_lean')
 
 pytestmark = pytest.mark.skipif(not (SHARED / 'Set5').is_dir() or not (SHARED / 'Set14').is_dir(),
                                 reason='needs ../shared/datasets (Set5, Set14) beside the repository')
@@ -63,6 +63,8 @@ def test_arms_differ_only_where_they_should(smoke):
         assert opts[arm]['train']['distill_opt']['type'] == 'L1Loss'
     for arm in ('scratch', 'paper', 'kd_scratch'):
         assert opts[arm]['path']['pretrain_network_g'] is None
+    assert opts['srcomp_lean']['model_type'] == 'SRModel' and 'network_t' not in opts['srcomp_lean']
+    assert '_lean_4_f25_' in opts['srcomp_lean']['path']['pretrain_network_g']  # the lean stage 1's slice
     plain = opts['sliced']['path']['pretrain_network_g']
     structured = opts['srcomp']['path']['pretrain_network_g']
     assert 'plain' in plain and opts['sliced_kd']['path']['pretrain_network_g'] == plain
@@ -70,9 +72,36 @@ def test_arms_differ_only_where_they_should(smoke):
     assert opts['srcomp_extra']['datasets']['train']['type'] == 'ExtraInputsPairedImageDataset'
     networks = {yaml.safe_dump(o['network_g']) for o in opts.values()}
     assert len(networks) == 1  # one student shape for every arm
-    for o in opts.values():  # every schedule ends at the budget
-        scheduler = o['train']['scheduler']
-        assert scheduler.get('periods', [4]) == [4] and all(m <= 4 for m in scheduler.get('milestones', []))
+    records = {r['arm']: r for r in json.loads((work / 'quality.json').read_text())}
+    for arm, o in opts.items():  # every schedule ends at the run's stage-3 length (the budget but for lean)
+        scheduler, iters = o['train']['scheduler'], records[arm]['cost']['stage3']['iters']
+        assert o['train']['total_iter'] == iters and (arm == 'srcomp_lean' or iters == 4)
+        assert scheduler.get('periods', [iters]) == [iters] and all(m <= 4 for m in scheduler.get('milestones', []))
+
+
+@pytest.mark.slow
+def test_every_record_carries_its_cost(smoke):
+    """MACs per stage in scratch-step equivalents, measured seconds, and the equal-compute table and plot."""
+    work, _ = smoke
+    records = {r['arm']: r for r in json.loads((work / 'quality.json').read_text()) if r['arm'] != 'teacher'}
+    for arm, r in records.items():
+        cost = r['cost']
+        stages = [cost[k] for k in ('stage1', 'teacher_cache', 'stage3') if cost[k]]
+        assert cost['macs'] == sum(st['macs'] for st in stages)
+        assert all(st['seconds'] > 0 for st in stages) and cost['seconds'] == pytest.approx(
+            sum(st['seconds'] for st in stages), abs=0.2)
+        assert cost['stage3']['live_teacher'] == (arm in ('paper', 'kd_scratch', 'sliced_kd', 'srcomp', 'srcomp_extra'))
+        assert (cost['stage1'] is None) == (arm in ('scratch', 'paper', 'kd_scratch'))
+    unit = records['scratch']['cost']['macs'] / 4
+    assert records['scratch']['cost']['scratch_steps'] == 4  # the unit: one step of the scratch arm
+    assert records['kd_scratch']['cost']['macs'] > records['scratch']['cost']['macs']  # + the teacher's forwards
+    assert records['srcomp']['cost']['stage1'] == records['srcomp_extra']['cost']['stage1']  # shared, charged to both
+    lean = records['srcomp_lean']['cost']
+    assert lean['stage3']['iters'] == 4 - round(lean['stage1']['macs'] / unit)  # stage 3 gets what stage 1 left
+    assert lean['stage3']['macs'] == lean['stage3']['iters'] * unit
+    table = (work / 'QUALITY.md').read_text()
+    assert '## edsr at equal compute' in table and '| srcomp_lean |' in table.split('at equal compute')[1]
+    assert (work / 'quality_compute_edsr.png').stat().st_size > 10_000
 
 
 @pytest.mark.slow
@@ -80,5 +109,5 @@ def test_a_restart_skips_finished_runs(smoke):
     work, _ = smoke
     before = (work / 'quality.json').read_text()
     out = _run(work)
-    assert '[quality] 0 runs to do (8 records already in' in out
+    assert '[quality] 0 runs to do (9 records already in' in out
     assert (work / 'quality.json').read_text() == before

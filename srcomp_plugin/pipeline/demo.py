@@ -270,12 +270,15 @@ def run_demo(args):
         results = results or test_if_needed(workdir, f'{tag}_{role}_test', net, ckpt, datasets, scale, logs)
         rows.append((role, net, ckpt, read_test_scores(results)))
     records = table_records(rows, scale, latency=not args.no_latency)
+    for record in records:
+        record['compute'] = row_compute(record['role'], teacher_net, student_net, budget, scale)
     table = format_table(records)
     elapsed = time.time() - start
     print(table)
     if args.quick:
         print('\n[srcomp demo] --quick trains every model for a few dozen iterations: they end below bicubic, as '
               'expected of a smoke run. Run without --quick for the comparison.')
+    print(f'\n[srcomp demo] {COMPUTE_NOTE}')
     print(f'\n[srcomp demo] finished in {elapsed / 60:.1f} min; outputs under {workdir}')
     (workdir / f'{tag}_table.md').write_text(table + f'\n\nwall time: {elapsed:.0f} s\n')
     (workdir / f'{tag}_table.json').write_text(json.dumps(records, indent=1) + '\n')
@@ -313,15 +316,41 @@ def table_records(rows, scale, latency=True):
     return records
 
 
+COMPUTE_NOTE = ('training compute: MACs of every forward and backward of the row\'s training (stage 1, each '
+                'teacher forward, stage 3), in steps of the from-scratch student (srcomp_plugin/measure/'
+                'training_cost.py); the teacher\'s own training is not counted.')
+
+
+def row_compute(role, teacher_net, student_net, budget, scale):
+    """Training compute of a table row in scratch-step equivalents (None: bicubic, the teacher).
+
+    ``srcomp`` and ``paper`` both start from the same stage 1 (charged to each in full) and
+    distil from the live teacher at every step; ``scratch`` trains the student alone.
+    """
+    from ..measure import training_cost
+
+    if role not in ('scratch', 'paper', 'srcomp'):
+        return None
+    batch, patch = budget['batch'], budget['lr_patch']
+    student_step = training_cost.train_step_macs(student_net, batch, patch, scale)
+    if role == 'scratch':
+        return float(budget['student'])
+    macs = (budget['prune'] * training_cost.train_step_macs(teacher_net, batch, patch, scale)
+            + budget['student'] * (student_step + training_cost.teacher_forward_macs(teacher_net, batch, patch, scale)))
+    return training_cost.scratch_steps(macs, student_step)
+
+
 def format_table(records):
     """The records as a markdown table."""
-    lines = ['| model | params | MACs @1280x720 (G) | CPU latency 720p (s) | Y-PSNR (dB) | Y-SSIM |',
-             '|---|---|---|---|---|---|']
+    lines = ['| model | params | MACs @1280x720 (G) | CPU latency 720p (s) | training compute | Y-PSNR (dB) | Y-SSIM |',
+             '|---|---|---|---|---|---|---|']
     for r in records:
         params = '-' if r['params'] is None else f"{r['params']:,}"
         macs = '-' if r['macs'] is None else f"{r['macs'] / 1e9:.2f}"
         lat = '-' if r['latency_s'] is None else f"{r['latency_s']:.3f}"
-        lines.append(f"| {ROLE_LABELS[r['role']]} | {params} | {macs} | {lat} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
+        compute = '-' if r.get('compute') is None else f"{r['compute']:,.0f}"
+        lines.append(f"| {ROLE_LABELS[r['role']]} | {params} | {macs} | {lat} | {compute} | {r['psnr']:.2f} "
+                     f"| {r['ssim']:.4f} |")
     return '\n'.join(lines)
 
 
