@@ -27,8 +27,10 @@ setup(
         'tqdm',  # progress bars
     ],
     extras_require={
-        'test': ['pytest', 'onnx', 'onnxruntime'],  # the ONNX export is checked in CI too
+        # the ONNX export and the Torch-Pruning peer arm of the quality benchmark are checked in CI too
+        'test': ['pytest', 'onnx', 'onnxruntime', 'torch-pruning'],
         'onnx': ['onnx', 'onnxruntime'],
+        'bench': ['torch-pruning'],  # benchmarks/torch_pruning_arm.py; the plugin never imports it
     },
     entry_points={'console_scripts': ['srcomp=srcomp_plugin.cli:main']},
 )

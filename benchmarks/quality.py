@@ -83,6 +83,9 @@ LEAN_FRACTIONS = {'srcomp_lean': 0.25, 'srcomp_lean_f10': 0.1, 'srcomp_lean_f50'
 ARMS = ('scratch', 'paper', 'kd_scratch', 'sliced', 'sliced_kd', 'srcomp', 'srcomp_extra') + tuple(LEAN_FRACTIONS)
 BUDGETS = (1000, 4000, 16000)
 SEEDS = (0, 1, 2)
+# arms of other scripts whose records share the JSON: torch_pruning_arm.py (its iters is a compute level too)
+PEER_ARMS = ('torch_pruning', )
+LEVEL_ARMS = tuple(LEAN_FRACTIONS) + PEER_ARMS  # records whose iters is a compute level, not stage-3 iterations
 ARMS_AT_16K = ('scratch', 'paper', 'srcomp', 'srcomp_lean')  # one seed at the largest budget
 SCRATCH_LR, SLICED_LR = 5e-4, 2e-4
 BATCH, LR_PATCH = 16, 32  # HR patch 64: a multiple of 16, as MultiLapLoss needs
@@ -591,8 +594,8 @@ def write_table(records):
              "script's docstring for the data, teacher, arms and schedules). Y-PSNR in dB, crop = scale, "
              'x2; "Set5+14" is the mean of the two (the paper\'s figure), then mean ± std over seeds (n seeds).', '']
     for family in sorted({r['family'] for r in records}):
-        # the srcomp_lean* arms' iters is a compute level: they appear in the equal-compute table only
-        rows = [r for r in records if r['family'] == family and r['arm'] not in ('teacher', ) + tuple(LEAN_FRACTIONS)]
+        # the LEVEL_ARMS' iters is a compute level: they appear in the equal-compute table only
+        rows = [r for r in records if r['family'] == family and r['arm'] not in ('teacher', ) + LEVEL_ARMS]
         budgets = sorted({r['iters'] for r in rows})
         lines += [f'## {family}', '']
         for r in records:
@@ -650,8 +653,7 @@ def compute_matched_lines(records, family):
              'mean ± std (n seeds), then that run\'s compute in thousands.', '',
              '| arm | ' + ' | '.join(f'<= {level // 1000}k: Set5+14 (n) | compute' for level in COMPUTE_LEVELS) + ' |',
              '|---|' + '---|---|' * len(COMPUTE_LEVELS)]
-    arms = [a for a in ARMS if any(arm == a for arm, _ in groups)]
-    for arm in arms:
+    for arm in [a for a in ARMS + PEER_ARMS if any(arm == a for arm, _ in groups)]:
         cells = []
         for level in COMPUTE_LEVELS:
             fits = [(statistics.mean(r['cost']['scratch_steps'] for r in rs), rs) for (a, _), rs in groups.items()
@@ -676,7 +678,7 @@ def plot_compute(records, family):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for arm in [a for a in ARMS if any(arm == a for arm, _ in groups)]:
+    for arm in [a for a in ARMS + PEER_ARMS if any(arm == a for arm, _ in groups)]:
         points = sorted((statistics.mean(r['cost']['scratch_steps'] for r in rs),
                          statistics.mean(_set5_14(r) for r in rs)) for (a, _), rs in groups.items() if a == arm)
         ax.plot([p[0] for p in points], [p[1] for p in points], marker='o', label=arm)

@@ -45,6 +45,9 @@ def test_demo_quick_prints_the_comparison_table(demo):
     assert compute['student via srcomp'] == compute['student via paper recipe']
     assert float(compute['student via srcomp'].replace(',', '')) > 10 * 40  # 10 teacher steps of ~24x plus KD
     assert 'training compute: MACs of every forward and backward' in out
+    table = {r['role']: r for r in json.loads((work / f'{NAME}_table.json').read_text())}
+    ratio = table['srcomp']['compute'] / table['scratch']['compute']
+    assert f'The srcomp student took {ratio:.1f}x the compute of the student from scratch' in out
     home = work / 'experiments' / NAME
     for stage in ('prune', 'distill', 'test'):  # every generated option file is kept
         assert (home / 'options' / f'{stage}.yml').is_file()

@@ -278,7 +278,10 @@ def run_demo(args):
     if args.quick:
         print('\n[srcomp demo] --quick trains every model for a few dozen iterations: they end below bicubic, as '
               'expected of a smoke run. Run without --quick for the comparison.')
-    print(f'\n[srcomp demo] {COMPUTE_NOTE}')
+    by_role = {r['role']: r for r in records}
+    print(f'\n[srcomp demo] {COMPUTE_NOTE} The srcomp student took '
+          f"{by_role['srcomp']['compute'] / by_role['scratch']['compute']:.1f}x the compute of the student from "
+          f'scratch; for the comparison at equal compute see benchmarks/QUALITY.md.')
     print(f'\n[srcomp demo] finished in {elapsed / 60:.1f} min; outputs under {workdir}')
     (workdir / f'{tag}_table.md').write_text(table + f'\n\nwall time: {elapsed:.0f} s\n')
     (workdir / f'{tag}_table.json').write_text(json.dumps(records, indent=1) + '\n')
