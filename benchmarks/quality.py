@@ -389,12 +389,21 @@ def run_cost(work, family, arm, stage3_iters, stage3_name, stage1=None):
         stage1 = {'iters': iters, 'batch': batch,
                   'macs': iters * training_cost.train_step_macs(cfg['teacher'], batch, LR_PATCH, SCALE),
                   'seconds': _measured_seconds(work, f'q_{family}_prune_{kind}')}
-    per_step = training_cost.train_step_macs(student_network(family), batch, LR_PATCH, SCALE)
     if arm in LIVE_TEACHER_ARMS:
-        per_step += training_cost.teacher_forward_macs(cfg['teacher'], batch, LR_PATCH, SCALE)
+        per_step = training_cost.distill_step_macs(student_network(family), cfg['teacher'], batch, LR_PATCH, SCALE)
+    else:
+        per_step = training_cost.train_step_macs(student_network(family), batch, LR_PATCH, SCALE)
     stage3 = {'iters': stage3_iters, 'batch': batch, 'macs': stage3_iters * per_step,
               'live_teacher': arm in LIVE_TEACHER_ARMS, 'seconds': _measured_seconds(work, stage3_name)}
-    stages = {'stage1': stage1, 'teacher_cache': None, 'stage3': stage3}
+    return cost_entry(family, stage1, stage3)
+
+
+def cost_entry(family, stage1, stage3, teacher_cache=None):
+    """A record's ``cost`` from its stages (each ``{'macs', 'seconds', ...}`` or None): totals added up.
+
+    The one shape every script appending to the JSON writes (``quality.py``, ``torch_pruning_arm.py``).
+    """
+    stages = {'stage1': stage1, 'teacher_cache': teacher_cache, 'stage3': stage3}
     total = sum(st['macs'] for st in stages.values() if st)
     return {'how': 'MACs of every forward and backward (srcomp_plugin/measure/training_cost.py); '
                    'scratch_steps = MACs / one training step of the scratch arm',
@@ -452,8 +461,7 @@ def arm_options(arm, family, iters, seed, data, generated, name=None):
                val={'val_freq': 10 ** 9, 'save_img': False, 'metrics': _metrics()})
     opt['path']['param_key_t'] = 'params_ema'
     train_opt = rescale_schedule(opt['train'], iters)  # the recipe's schedule, ending at this budget
-    # EMA over the last ~10% of the run: 0.999 at 1k iterations would still hold 37% of the start
-    train_opt.update(teacher_precision='bf16', ema_decay=max(0.0, min(0.999, 1 - 10 / iters)))
+    train_opt.update(teacher_precision='bf16', ema_decay=ema_decay(iters))
     from_scratch = arm in ('scratch', 'paper', 'kd_scratch')
     train_opt['optim_g']['lr'] = SCRATCH_LR if from_scratch else SLICED_LR
     if from_scratch:
@@ -472,6 +480,11 @@ def arm_options(arm, family, iters, seed, data, generated, name=None):
     return opt
 
 
+def ema_decay(iters):
+    """EMA over the last ~10% of a run of ``iters``: 0.999 at 1k iterations would still hold 37% of the start."""
+    return max(0.0, min(0.999, 1 - 10 / iters))
+
+
 def student_network(family):
     """The student every arm of ``family`` trains: the shape ``srcomp compress`` derives at the family's ratio."""
     from srcomp_plugin.compress.shape_rule import derive_student
@@ -488,7 +501,7 @@ def scratch_options(name, family, iters, seed, data):
     opt = _base_opt(name, 'SRModel', student_network(family), data, iters, seed,
                     batch=FAMILIES[family].get('batch', BATCH))
     opt['train'] = dict(_cosine(iters, SCRATCH_LR), total_iter=iters, warmup_iter=-1,
-                        ema_decay=max(0.0, min(0.999, 1 - 10 / iters)),
+                        ema_decay=ema_decay(iters),
                         pixel_opt={'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'})
     return opt
 
@@ -656,8 +669,9 @@ def compute_matched_lines(records, family):
     for arm in [a for a in ARMS + PEER_ARMS if any(arm == a for arm, _ in groups)]:
         cells = []
         for level in COMPUTE_LEVELS:
-            fits = [(statistics.mean(r['cost']['scratch_steps'] for r in rs), rs) for (a, _), rs in groups.items()
-                    if a == arm and statistics.mean(r['cost']['scratch_steps'] for r in rs) <= level * LEVEL_TOLERANCE]
+            costs = [(statistics.mean(r['cost']['scratch_steps'] for r in rs), rs) for (a, _), rs in groups.items()
+                     if a == arm]
+            fits = [(cost, rs) for cost, rs in costs if cost <= level * LEVEL_TOLERANCE]
             if not fits:
                 cells += ['-', '-']
                 continue

@@ -116,9 +116,9 @@ def _prune_shuffle_groups(model, keep):
 
 
 def _step_macs(net, batch):
-    from srcomp_plugin.measure.macs import mac_counts
+    from srcomp_plugin.measure.training_cost import network_train_step_macs
 
-    return 3 * batch * mac_counts(net, q.SCALE, lr_hw=(q.LR_PATCH, q.LR_PATCH)).macs
+    return network_train_step_macs(net, batch, q.LR_PATCH, q.SCALE)
 
 
 def _l1(net, batch):
@@ -146,7 +146,7 @@ def sparse_training(net, data, iters, batch, seed):
 def fine_tune(net, data, iters, seed):
     torch.manual_seed(seed)
     ema = copy.deepcopy(net).requires_grad_(False)
-    decay = max(0.0, min(0.999, 1 - 10 / iters))
+    decay = q.ema_decay(iters)
     optimizer = torch.optim.Adam(net.parameters(), lr=STAGE3_LR)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=iters, eta_min=1e-7)
     loader = _loader(data, q.BATCH, seed)
@@ -208,16 +208,12 @@ def one_run(work, level, seed):
               'seconds': round(stage1_seconds, 1)}
     stage3 = {'iters': stage3_iters, 'batch': q.BATCH, 'macs': stage3_iters * step, 'live_teacher': False,
               'seconds': round(stage3_seconds, 1)}
-    macs = stage1['macs'] + stage3['macs']
     record = {'family': 'edsr', 'arm': 'torch_pruning', 'iters': level, 'seed': seed, 'psnr': psnr, 'ssim': ssim,
               'minutes': round((stage1_seconds + stage3_seconds) / 60, 1),
               'network': {'params': _params(pruned), 'target_params': target, 'pruning_ratio': round(ratio, 4),
                           'trunk': pruned.conv_first.out_channels, 'shuffle_groups': pruned.conv_last.in_channels,
                           'inner': [b.conv1.out_channels for b in pruned.body]},
-              'cost': {'how': 'MACs of every forward and backward (srcomp_plugin/measure/training_cost.py); '
-                              'scratch_steps = MACs / one training step of the scratch arm',
-                       'stage1': stage1, 'teacher_cache': None, 'stage3': stage3, 'macs': macs,
-                       'scratch_steps': round(macs / unit), 'seconds': round(stage1_seconds + stage3_seconds, 1)}}
+              'cost': q.cost_entry('edsr', stage1, stage3)}
     q.append_result(record)
     print(f"[torch_pruning] level {level} seed {seed}: {record['network']} "
           + ' '.join(f'{s} {v:.2f}' for s, v in psnr.items()) + f" (Set5/14 {q._set5_14(record):.2f}), "

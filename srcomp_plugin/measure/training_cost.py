@@ -42,9 +42,20 @@ def train_step_macs(network_opt, batch, lr_patch, scale):
     return (1 + BACKWARD_FACTOR) * batch * forward_macs(network_opt, (lr_patch, lr_patch), scale)
 
 
+def network_train_step_macs(net, batch, lr_patch, scale):
+    """:func:`train_step_macs` of a built network (one that no option dict describes, e.g. a pruned module)."""
+    return (1 + BACKWARD_FACTOR) * batch * mac_counts(net, scale, lr_hw=(lr_patch, lr_patch)).macs
+
+
 def teacher_forward_macs(network_opt, batch, lr_patch, scale):
     """MACs of the frozen teacher's forward on one batch: what live distillation adds to each step."""
     return batch * forward_macs(network_opt, (lr_patch, lr_patch), scale)
+
+
+def distill_step_macs(student_opt, teacher_opt, batch, lr_patch, scale):
+    """MACs of one live-distillation step: the student's training step plus the frozen teacher's forward."""
+    return (train_step_macs(student_opt, batch, lr_patch, scale)
+            + teacher_forward_macs(teacher_opt, batch, lr_patch, scale))
 
 
 def scratch_steps(macs, scratch_step_macs):

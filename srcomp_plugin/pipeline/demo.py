@@ -339,7 +339,7 @@ def row_compute(role, teacher_net, student_net, budget, scale):
     if role == 'scratch':
         return float(budget['student'])
     macs = (budget['prune'] * training_cost.train_step_macs(teacher_net, batch, patch, scale)
-            + budget['student'] * (student_step + training_cost.teacher_forward_macs(teacher_net, batch, patch, scale)))
+            + budget['student'] * training_cost.distill_step_macs(student_net, teacher_net, batch, patch, scale))
     return training_cost.scratch_steps(macs, student_step)
 
 
